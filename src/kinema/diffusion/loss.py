@@ -1,0 +1,75 @@
+"""The denoising training loss, with optional per-frame noise levels and known frames.
+
+The "simple" loss of Ho et al. 2020 (eq. 14), generalised to any schedule and target:
+E_{t, eps} || model(x_t, t) - target ||^2. With `per_frame_noise` every frame gets its own
+level t, as in diffusion forcing (Chen et al. 2024); known (conditioning) frames are
+given clean at t = 0 and carry no loss.
+"""
+
+from collections.abc import Callable
+
+import torch
+from einops import rearrange
+from torch import Tensor
+
+from kinema.diffusion.parameterization import check_prediction, training_target
+from kinema.diffusion.schedules import NoiseSchedule
+from kinema.errors import KinemaError
+
+
+class DiffusionLoss:
+    """Mean squared error between the network output and its target at random noise levels."""
+
+    def __init__(self, schedule: NoiseSchedule, prediction: str, per_frame_noise: bool = False):
+        self.schedule = schedule                          # alpha(t), sigma(t)
+        self.prediction = check_prediction(prediction)    # "eps" | "v" | "x0" | "flow"
+        self.per_frame_noise = per_frame_noise            # one level per frame ([B, T]) instead of per sample
+
+    def noise_and_target(self, x0: Tensor, t: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+        """(x_t, target) for clean video x0 `[B, C, T, H, W]`, levels t `[B]` or `[B, T]` and noise like x0."""
+        alpha, sigma = self.schedule.alpha_sigma_like(t, x0)
+        x_t = alpha * x0 + sigma * noise
+        return x_t, training_target(self.prediction, x0, noise, alpha, sigma)
+
+    def sample_levels(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Uniform noise levels in [0, 1]: `[B, T]` with per-frame noise, else `[B]`."""
+        shape = x0.shape[:1] + x0.shape[2:3] if self.per_frame_noise else x0.shape[:1]
+        return torch.rand(shape, generator=generator, device=x0.device, dtype=x0.dtype)
+
+    def __call__(
+        self,
+        model_fn: Callable[[Tensor, Tensor], Tensor],
+        x0: Tensor,
+        generator: torch.Generator | None = None,
+        known_frames: Tensor | None = None,
+    ) -> Tensor:
+        """Scalar loss of `model_fn(x_t, t)` on clean video x0; `known_frames` `[B, T]` bool marks clean frames."""
+        t = self.sample_levels(x0, generator)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        if known_frames is None:
+            x_t, target = self.noise_and_target(x0, t, noise)
+            return (self._checked(model_fn(x_t, t), x0) - target).square().mean()
+
+        frames = x0.shape[:1] + x0.shape[2:3]
+        if known_frames.dtype != torch.bool or known_frames.shape != frames:
+            raise KinemaError(
+                f"known_frames must be a bool tensor of shape {tuple(frames)}, "
+                f"got {known_frames.dtype} {tuple(known_frames.shape)}"
+            )
+        if t.ndim == 1:
+            t = t[:, None].expand(frames)
+        t = t.masked_fill(known_frames, 0.0)
+        x_t, target = self.noise_and_target(x0, t, noise)
+        # VP schedules keep a little noise at t = 0 (sigma = 0.01 for "linear"): pass known frames exactly clean.
+        known = rearrange(known_frames, "b t -> b 1 t 1 1")
+        x_t = torch.where(known, x0, x_t)
+        squared_error = (self._checked(model_fn(x_t, t), x0) - target).square()
+        weight = (~known).to(squared_error.dtype).expand_as(squared_error)
+        return (squared_error * weight).sum() / weight.sum().clamp(min=1)
+
+    @staticmethod
+    def _checked(output: Tensor, x0: Tensor) -> Tensor:
+        """The model output, if it has the video's shape."""
+        if output.shape != x0.shape:
+            raise KinemaError(f"model output shape {tuple(output.shape)} does not match input {tuple(x0.shape)}")
+        return output

@@ -1,0 +1,76 @@
+"""Save and load a model as safetensors weights + a JSON config (no pickle, ever)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from kinema.atomic import atomic_directory
+from kinema.config import Config, config_from_dict
+from kinema.errors import KinemaError
+from kinema.models.registry import build_model
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+EMA_WEIGHTS_FILE = "ema.safetensors"
+
+
+def write_model_files(directory: Path, config: Config, state: dict[str, torch.Tensor],
+                      metadata: dict | None = None) -> None:
+    """Write config.json (with optional metadata such as the training step) and model.safetensors."""
+    values = {"kinema": config.to_dict(), **(metadata or {})}
+    (directory / CONFIG_FILE).write_text(json.dumps(values, indent=2))
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(directory / WEIGHTS_FILE))
+
+
+def save_pretrained(path: str | Path, model: nn.Module, config: Config, metadata: dict | None = None) -> Path:
+    """Write a loadable model directory atomically."""
+    with atomic_directory(path) as tmp:
+        write_model_files(tmp, config, model.state_dict(), metadata)
+    return Path(path)
+
+
+def read_config(path: str | Path) -> tuple[Config, dict]:
+    """The `Config` and the extra metadata (e.g. step) stored in a model or checkpoint directory."""
+    path = Path(path)
+    file = path / CONFIG_FILE
+    if not path.is_dir():
+        raise KinemaError(f"checkpoint not found: {path} (expected a directory with {CONFIG_FILE} and {WEIGHTS_FILE})")
+    if not file.is_file():
+        raise KinemaError(f"not a Kinema checkpoint: {path} has no {CONFIG_FILE}")
+    try:
+        values = json.loads(file.read_text())
+        kinema = values.pop("kinema")
+    except (json.JSONDecodeError, KeyError, AttributeError):
+        raise KinemaError(f"corrupt checkpoint config: {file}") from None
+    return config_from_dict(kinema), values
+
+
+def load_weights(file: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, with a one-line error naming it when it is missing or corrupt."""
+    if not file.is_file():
+        raise KinemaError(f"checkpoint weights missing: {file}")
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise KinemaError(f"corrupt checkpoint weights {file}: {str(error).splitlines()[0]}") from None
+
+
+def load_pretrained(path: str | Path, prefer_ema: bool = True) -> tuple[nn.Module, Config, dict]:
+    """Build the model recorded in `path/config.json` and load its (EMA, when present) weights."""
+    path = Path(path)
+    config, metadata = read_config(path)
+    model = build_model(config.model_name, config.model)
+    file = path / EMA_WEIGHTS_FILE if prefer_ema and (path / EMA_WEIGHTS_FILE).is_file() else path / WEIGHTS_FILE
+    state = load_weights(file)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise KinemaError(f"weights in {file} do not match the model in its config.json: {first}") from None
+    return model.eval(), config, metadata

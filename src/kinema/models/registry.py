@@ -1,0 +1,16 @@
+"""Registry of denoiser architectures: `name -> class` (each class carries its `config_class`)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from kinema.models.video_unet import VideoUNet
+
+MODELS: dict[str, type[nn.Module]] = {
+    "video_unet": VideoUNet,
+}
+
+
+def build_model(name: str, config) -> nn.Module:
+    """Instantiate the registered architecture `name` from its config dataclass."""
+    return MODELS[name](config)

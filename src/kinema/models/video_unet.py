@@ -1,0 +1,217 @@
+"""VideoUNet: a (2+1)D residual U-Net with factorized spatio-temporal attention (chapter 11.2.1-11.2.2).
+
+Residual blocks use factorized (2+1)D convolutions (Tran et al. 2018) with identity-initialised
+temporal kernels; attention levels follow the factorized space-time design of Video Diffusion
+Models (Ho et al. 2022): spatial (or joint) self-attention, text cross-attention, temporal
+self-attention with rotary frame positions. An optional space-to-depth stem (`patch_size`, as in
+"simple diffusion", Hoogeboom et al. 2023) runs the whole U-Net at lower resolution, which is where
+CPU time goes. The noise level may differ per frame (t is [B] or [B, T]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from kinema.conditioning.conditioning import Conditioning
+from kinema.nn.attention import VideoTransformerBlock
+from kinema.nn.conv import FactorizedConv3d, SpatialConv
+from kinema.nn.embeddings import NoiseLevelEmbedding
+
+ATTENTION_KINDS = ("none", "temporal", "spatial", "joint")
+
+
+@dataclass
+class VideoUNetConfig:
+    """Sizes of a VideoUNet; `attention` gives one kind per resolution level (see ATTENTION_KINDS)."""
+
+    in_channels: int = 3                              # channels of the video (3 for RGB)
+    patch_size: int = 1                               # space-to-depth stem: the U-Net runs at H/p x W/p
+    channels: int = 32                                # width of the first level
+    channel_mult: tuple[int, ...] = (1, 2, 4)         # width multiplier per level; each level halves H and W
+    num_res_blocks: int = 1                           # residual blocks per level
+    attention: tuple[str, ...] = ("none", "temporal", "spatial")  # attention kind per level
+    heads: int = 4                                    # attention heads
+    text_dim: int = 384                               # text token width; 0 for an unconditional model
+    temporal_kernel_size: int = 3                     # k_t of the (2+1)D convolutions
+    norm_groups: int = 8                              # GroupNorm groups
+
+    def __post_init__(self):
+        if len(self.attention) != len(self.channel_mult):
+            raise ValueError(f"model.attention has {len(self.attention)} entries but model.channel_mult has "
+                             f"{len(self.channel_mult)}: give one attention kind per level")
+        for kind in self.attention:
+            if kind not in ATTENTION_KINDS:
+                raise ValueError(f"model.attention: unknown kind '{kind}' (choose from {', '.join(ATTENTION_KINDS)})")
+        for mult in self.channel_mult:
+            if (self.channels * mult) % self.norm_groups or (self.channels * mult) % self.heads:
+                raise ValueError(f"model.channels*{mult} = {self.channels * mult} must be divisible by "
+                                 f"model.norm_groups={self.norm_groups} and model.heads={self.heads}")
+
+
+class ResBlock(nn.Module):
+    """(2+1)D residual block with per-frame scale/shift from the noise-level embedding."""
+
+    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, groups: int, temporal_kernel_size: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, in_channels)
+        self.conv1 = FactorizedConv3d(in_channels, out_channels, 3, temporal_kernel_size)
+        self.emb = nn.Linear(emb_dim, 2 * out_channels)
+        self.norm2 = nn.GroupNorm(groups, out_channels)
+        self.conv2 = FactorizedConv3d(out_channels, out_channels, 3, temporal_kernel_size)
+        nn.init.zeros_(self.conv2.spatial.conv.weight)
+        nn.init.zeros_(self.conv2.spatial.conv.bias)
+        self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = rearrange(self.emb(F.silu(emb)), "b t (two c) -> two b c t 1 1", two=2)
+        h = self.conv2(F.silu(self.norm2(h) * (1 + scale) + shift))
+        return self.skip(x) + h
+
+
+class Downsample(nn.Module):
+    """Halve H and W with a stride-2 convolution per frame."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = SpatialConv(channels, channels, 3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double H and W (nearest), then a 3x3 convolution per frame."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = SpatialConv(channels, channels, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
+
+
+class Level(nn.Module):
+    """Residual blocks of one resolution, each followed by an attention block when the level has one."""
+
+    def __init__(self, in_channels: list[int], out_channels: int, kind: str, config: VideoUNetConfig, emb_dim: int):
+        super().__init__()
+        self.res = nn.ModuleList(ResBlock(c, out_channels, emb_dim, config.norm_groups, config.temporal_kernel_size)
+                                 for c in in_channels)
+        spatial = kind if kind in ("spatial", "joint") else None
+        self.attn = nn.ModuleList(
+            VideoTransformerBlock(out_channels, config.heads, spatial=spatial, temporal=True,
+                                  text_dim=config.text_dim if spatial and config.text_dim else None)
+            if kind != "none" else nn.Identity()
+            for _ in in_channels
+        )
+
+
+class VideoUNet(nn.Module):
+    """Text-conditioned (2+1)D video U-Net: `model(x [B,C,T,H,W], t [B] or [B,T], cond) -> output like x`."""
+
+    config_class = VideoUNetConfig
+    conditioning_fields = frozenset({"text", "text_mask"})
+    supports_gradient_checkpointing = True
+
+    def __init__(self, config: VideoUNetConfig):
+        super().__init__()
+        self.config = config
+        self.gradient_checkpointing = False
+        widths = [config.channels * m for m in config.channel_mult]
+        emb_dim = 4 * config.channels
+        self.noise_embed = NoiseLevelEmbedding(emb_dim)
+        self.text_pool = nn.Linear(config.text_dim, emb_dim) if config.text_dim else None
+        pixels = config.in_channels * config.patch_size ** 2
+        self.conv_in = SpatialConv(pixels, widths[0], 3)
+
+        self.down_levels, self.downsamplers = nn.ModuleList(), nn.ModuleList()
+        skips, width = [widths[0]], widths[0]
+        for i, (w, kind) in enumerate(zip(widths, config.attention)):
+            ins = [width] + [w] * (config.num_res_blocks - 1)
+            self.down_levels.append(Level(ins, w, kind, config, emb_dim))
+            skips += [w] * config.num_res_blocks
+            width = w
+            last = i == len(widths) - 1
+            self.downsamplers.append(nn.Identity() if last else Downsample(w))
+            if not last:
+                skips.append(w)
+        self.mid = Level([width, width], width, config.attention[-1], config, emb_dim)
+
+        self.up_levels, self.upsamplers = nn.ModuleList(), nn.ModuleList()
+        for i, (w, kind) in reversed(list(enumerate(zip(widths, config.attention)))):
+            ins = []
+            for _ in range(config.num_res_blocks + 1):
+                ins.append(width + skips.pop())
+                width = w
+            self.up_levels.append(Level(ins, w, kind, config, emb_dim))
+            self.upsamplers.append(Upsample(w) if i > 0 else nn.Identity())
+
+        self.norm_out = nn.GroupNorm(config.norm_groups, widths[0])
+        self.conv_out = SpatialConv(widths[0], pixels, 3)
+        nn.init.zeros_(self.conv_out.conv.weight)
+        nn.init.zeros_(self.conv_out.conv.bias)
+
+    def _run(self, module: nn.Module, *args) -> Tensor:
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(module, *args, use_reentrant=False)
+        return module(*args)
+
+    def _level(self, level: Level, h: Tensor, emb: Tensor, text, text_mask, skips: list[Tensor] | None,
+               collect: list[Tensor] | None) -> Tensor:
+        for res, attn in zip(level.res, level.attn):
+            if skips is not None:
+                h = torch.cat([h, skips.pop()], dim=1)
+            h = self._run(res, h, emb)
+            if not isinstance(attn, nn.Identity):
+                h = self._run(attn, h, text, text_mask)
+            if collect is not None:
+                collect.append(h)
+        return h
+
+    def check_conditioning(self, cond: Conditioning) -> None:
+        """Fail clearly on conditioning this model cannot use, or text it needs but did not get."""
+        unsupported = cond.present() - self.conditioning_fields
+        if unsupported:
+            raise ValueError(f"VideoUNet cannot use conditioning field(s): {', '.join(sorted(unsupported))}")
+        if self.config.text_dim and cond.text is None:
+            raise ValueError("this VideoUNet is text-conditioned: cond.text is required (encode '' for unconditional)")
+        if cond.text is not None and cond.text.shape[-1] != self.config.text_dim:
+            raise ValueError(f"text tokens have width {cond.text.shape[-1]} but the model expects {self.config.text_dim}")
+
+    def forward(self, x: Tensor, t: Tensor, cond: Conditioning | None = None) -> Tensor:
+        cond = cond or Conditioning()
+        self.check_conditioning(cond)
+        b, _, frames, h, w = x.shape
+        p = self.config.patch_size
+        levels = p * 2 ** (len(self.config.channel_mult) - 1)
+        if h % levels or w % levels:
+            raise ValueError(f"video size {h}x{w} must be divisible by {levels} for this VideoUNet")
+        if t.ndim == 1:
+            t = t[:, None].expand(b, frames)
+        emb = self.noise_embed(t)
+        text, text_mask = cond.text, cond.text_mask
+        if self.text_pool is not None:
+            weights = torch.ones(text.shape[:2], device=x.device) if text_mask is None else text_mask.float()
+            pooled = (text * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
+            emb = emb + self.text_pool(pooled)[:, None]
+
+        h = self.conv_in(rearrange(x, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p))
+        skips = [h]
+        for level, down in zip(self.down_levels, self.downsamplers):
+            h = self._level(level, h, emb, text, text_mask, None, skips)
+            if not isinstance(down, nn.Identity):
+                h = down(h)
+                skips.append(h)
+        h = self._level(self.mid, h, emb, text, text_mask, None, None)
+        for level, up in zip(self.up_levels, self.upsamplers):
+            h = self._level(level, h, emb, text, text_mask, skips, None)
+            h = up(h)
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return rearrange(out, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
