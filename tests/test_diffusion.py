@@ -261,7 +261,7 @@ def _gaussian_posterior_mean(schedule: NoiseSchedule, mu: float, s: float):
 
 
 # Ancestral and first-order samplers need more steps to reach the data's spread.
-GAUSSIAN_STEPS = {"ddpm": 500, "ddim": 250, "euler": 250, "dpmpp_2m": 50, "heun": 50}
+GAUSSIAN_STEPS = {"ddpm": 1000, "ddim": 500, "euler": 250, "dpmpp_2m": 100, "heun": 100}
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine", "flow"])

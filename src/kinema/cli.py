@@ -43,9 +43,12 @@ def _generate(checkpoint: Path | None, prompts: list[str], output: Path, format:
               seed: int, num_frames: int | None, steps: int | None, sampler: str | None, guidance: float | None,
               scale: int, fps: float | None, device: str) -> None:
     from kinema.pipelines.text_to_video import TextToVideoPipeline
+    from kinema.video import VIDEO_FORMATS, format_from_path
 
-    if format is not None and format not in ("mp4", "webm", "gif"):
-        raise KinemaError(f"--format must be mp4, webm or gif, got '{format}'")
+    if format is not None and format not in VIDEO_FORMATS:
+        raise KinemaError(f"--format must be one of {', '.join(VIDEO_FORMATS)}, got '{format}'")
+    if format is None:
+        format_from_path(output)
     if scale < 1:
         raise KinemaError(f"--scale must be at least 1, got {scale}")
     pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device))

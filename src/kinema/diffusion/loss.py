@@ -34,7 +34,8 @@ class DiffusionLoss:
     def sample_levels(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Uniform noise levels in [0, 1]: `[B, T]` with per-frame noise, else `[B]`."""
         shape = x0.shape[:1] + x0.shape[2:3] if self.per_frame_noise else x0.shape[:1]
-        return torch.rand(shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        dtype = torch.promote_types(x0.dtype, torch.float32)
+        return torch.rand(shape, generator=generator, device=x0.device, dtype=dtype)
 
     def __call__(
         self,

@@ -28,8 +28,8 @@ Callback = Callable[[int, int, Tensor, Tensor], None] | None
 
 
 def _denoise(denoise_fn: DenoiseFn, x: Tensor, t: float) -> Tensor:
-    """x0_hat at one time t for the whole batch."""
-    return denoise_fn(x, torch.full(x.shape[:1], t, dtype=x.dtype, device=x.device))
+    """x0_hat at one time t for the whole batch (t at least float32, whatever x's precision)."""
+    return denoise_fn(x, torch.full(x.shape[:1], t, dtype=torch.promote_types(x.dtype, torch.float32), device=x.device))
 
 
 def _levels(schedule: NoiseSchedule, t: float) -> tuple[float, float, float]:
@@ -40,7 +40,7 @@ def _levels(schedule: NoiseSchedule, t: float) -> tuple[float, float, float]:
 
 
 def _velocity(schedule: NoiseSchedule, x: Tensor, x0: Tensor, t: float) -> Tensor:
-    """Probability-flow ODE drift dx/dt = alpha'(t) x0_hat + sigma'(t) eps_hat (Karras et al. 2022, eq. 4)."""
+    """Probability-flow ODE drift dx/dt = alpha'(t) x0_hat + sigma'(t) eps_hat (Karras et al. 2022, eq. 4 recast)."""
     alpha, sigma, _ = _levels(schedule, t)
     d_alpha, d_sigma = (rate.item() for rate in schedule.alpha_sigma_rates(torch.tensor([t], dtype=torch.float64)))
     return d_alpha * x0 + d_sigma * (x - alpha * x0) / sigma

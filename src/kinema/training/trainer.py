@@ -61,7 +61,7 @@ class Trainer:
             self.model.gradient_checkpointing = True
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-        self.text_encoder = text_encoder or TextEncoder(train.text_encoder)
+        self.text_encoder = text_encoder or TextEncoder(train.text_encoder, cache_size=16384)
         text_dim = getattr(config.model, "text_dim", 0)
         if text_dim and text_dim != self.text_encoder.dim:
             raise KinemaError(f"config key 'model.text_dim' is {text_dim} but text encoder "

@@ -1,13 +1,12 @@
 """Video files and frames: the only package that knows about uint8, `[T, H, W, C]`, codecs and containers."""
 
 from kinema.video.convert import as_rgb, from_uint8, to_uint8, upscale_nearest
-from kinema.video.io import VIDEO_FORMATS, atomic_output, format_from_path, read_video, write_video
+from kinema.video.io import VIDEO_FORMATS, format_from_path, read_video, write_video
 from kinema.video.sheet import contact_sheet, write_contact_sheet
 
 __all__ = [
     "VIDEO_FORMATS",
     "as_rgb",
-    "atomic_output",
     "contact_sheet",
     "format_from_path",
     "from_uint8",

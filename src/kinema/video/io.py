@@ -16,9 +16,6 @@ Every write goes to a temporary file beside the target and is renamed over it at
 import math
 import numbers
 import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,6 +28,7 @@ from einops import rearrange
 from PIL import Image
 from torch import Tensor
 
+from kinema.atomic import atomic_path
 from kinema.errors import KinemaError
 from kinema.video.convert import as_rgb, from_uint8, to_uint8, upscale_nearest
 
@@ -61,21 +59,6 @@ def format_from_path(path: str | os.PathLike) -> str:
     return suffix
 
 
-@contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it replaces `path` only if the block completes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
-    try:
-        yield temp
-        with open(temp, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 def write_video(
     path: str | os.PathLike,
     video: Tensor,
@@ -95,7 +78,7 @@ def write_video(
         raise KinemaError(f"{path}: gif cannot play faster than 50 fps, got fps={fps}")
     frames = to_uint8(upscale_nearest(as_rgb(video), scale))
     rate = Fraction(fps).limit_denominator(1001)
-    with atomic_output(path) as temp:
+    with atomic_path(path) as temp:
         if fmt == "gif":
             _write_gif(temp, frames, fps)
         else:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from kinema.errors import KinemaError
 from kinema.video.convert import as_rgb, to_uint8, upscale_nearest
-from kinema.video.io import atomic_output
+from kinema.atomic import atomic_path
 
 _GAP_LEVEL = 255  # separators are white
 
@@ -40,6 +40,6 @@ def write_contact_sheet(path: str | os.PathLike, videos: Tensor, scale: int = 1,
         suffix = path.suffix or "(none)"
         raise KinemaError(f"{path}: a contact sheet is written as .png, got suffix {suffix!r}")
     sheet = contact_sheet(videos, scale=scale, gap=gap)
-    with atomic_output(path) as temp:
+    with atomic_path(path) as temp:
         Image.fromarray(sheet).save(temp, format="PNG")
     return path

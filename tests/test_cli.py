@@ -1,0 +1,104 @@
+"""The `kinema` command: real files in and out; bad input is one line naming the problem, exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from kinema.cli import app
+from kinema.models.pretrained import save_pretrained
+from kinema.models.registry import build_model
+from kinema.video import read_video
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def checkpoint(tmp_path, tiny_config):
+    config = tiny_config()
+    torch.manual_seed(0)
+    return save_pretrained(tmp_path / "model", build_model(config.model_name, config.model), config, {"step": 5})
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def assert_one_line_error(code, output, *needles):
+    assert code == 2, output
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), output
+    assert "Traceback" not in output
+    for needle in needles:
+        assert needle in lines[0], output
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "gif", "webm"])
+def test_generate_writes_video_and_sheet(tmp_path, checkpoint, fmt):
+    out, sheet = tmp_path / "out.mp4", tmp_path / "sheet.png"
+    code, output = run("generate", "a red ball bounces", "-o", out, "--checkpoint", checkpoint, "--format", fmt,
+                       "--sheet", sheet, "--steps", 2, "--num-frames", 3, "--scale", 2, "--sampler", "ddim")
+    assert code == 0, output
+    video, _ = read_video(out.with_suffix(f".{fmt}"))
+    assert video.shape == (3, 3, 32, 32)
+    assert sheet.stat().st_size > 0
+
+
+def test_sample_with_several_prompts_and_info(tmp_path, checkpoint):
+    code, output = run("sample", checkpoint, "-o", tmp_path / "s.mp4", "-p", "a red ball", "-p", "a blue ball",
+                       "--steps", 2, "--guidance", 1.0)
+    assert code == 0, output
+    assert (tmp_path / "s_0.mp4").is_file() and (tmp_path / "s_1.mp4").is_file()
+    code, output = run("info", checkpoint)
+    assert code == 0 and "step: 5" in output and "parameters" in output and "channels: 8" in output
+
+
+def test_same_seed_same_video_other_seed_other_video(tmp_path, checkpoint):
+    videos = []
+    for seed in (1, 1, 2):
+        path = tmp_path / f"v{len(videos)}.gif"
+        assert run("generate", "a ball", "-o", path, "-c", checkpoint, "--steps", 2, "--seed", seed)[0] == 0
+        videos.append(read_video(path)[0])
+    assert torch.equal(videos[0], videos[1]) and not torch.equal(videos[0], videos[2])
+
+
+def test_missing_config_file(tmp_path):
+    assert_one_line_error(*run("train", tmp_path / "nope.yaml"), "nope.yaml")
+
+
+def test_unknown_config_key(tmp_path):
+    assert_one_line_error(*run("train", "configs/balls.yaml", "train.stepz=3"), "train.stepz")
+
+
+def test_bad_config_value(tmp_path):
+    assert_one_line_error(*run("train", "configs/balls.yaml", "train.steps=many"), "train.steps")
+    assert_one_line_error(*run("train", "configs/balls.yaml", "diffusion.schedule=zigzag"), "zigzag")
+    assert_one_line_error(*run("train", "configs/balls.yaml", "model.attention=[none,bogus,joint]"), "bogus")
+
+
+def test_resume_without_checkpoint(tmp_path):
+    assert_one_line_error(*run("train", "configs/balls.yaml", f"train.output_dir={tmp_path}", "--resume"),
+                          "no checkpoint")
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path, checkpoint):
+    assert_one_line_error(*run("sample", tmp_path / "missing"), "missing")
+    assert_one_line_error(*run("info", tmp_path), "config.json")
+    (checkpoint / "model.safetensors").write_bytes(b"garbage")
+    assert_one_line_error(*run("info", checkpoint), "model.safetensors")
+
+
+def test_bad_generate_options(tmp_path, checkpoint):
+    assert_one_line_error(*run("generate", "x", "-c", checkpoint, "--sampler", "magic"), "magic")
+    assert_one_line_error(*run("generate", "x", "-c", checkpoint, "--format", "avi"), "--format")
+    assert_one_line_error(*run("generate", "x", "-c", checkpoint, "-o", tmp_path / "x.bmp", "--steps", 1), ".bmp")
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "kinema.cli", "info", str(tmp_path / "nothing")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
