@@ -142,6 +142,116 @@ def info(checkpoint: Path = typer.Argument(..., help="model or training checkpoi
     typer.echo(OmegaConf.to_yaml(OmegaConf.create(config.to_dict())).rstrip())
 
 
+@app.command()
+@user_errors
+def export(checkpoint: Path = typer.Argument(..., help="training checkpoint directory"),
+           output: Path = typer.Argument(..., help="model directory to write (config.json + model.safetensors)")):
+    """Write a checkpoint's EMA weights and config as a standalone model directory for generation."""
+    from kinema.models.pretrained import load_pretrained, save_pretrained
+
+    model, config, metadata = load_pretrained(checkpoint, prefer_ema=True)
+    save_pretrained(output, model, config, {"step": metadata.get("step")})
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+@user_errors
+def prep(
+    src: Path = typer.Argument(..., help="folder of videos (searched recursively)"),
+    out: Path = typer.Argument(..., help="output folder for manifest.jsonl (reruns skip finished files)"),
+    workers: int = typer.Option(2, "--workers", "-j", help="parallel processes"),
+    cut_threshold: float = typer.Option(0.35, "--cut-threshold", help="histogram distance in (0, 1] marking a cut"),
+    min_shot: float = typer.Option(1.0, "--min-shot", help="seconds; shorter shots are filtered"),
+    min_sharpness: float = typer.Option(0.0, "--min-sharpness", help="variance of the Laplacian; below = blurred"),
+    min_motion: float = typer.Option(0.0, "--min-motion", help="frame widths per second; below = static"),
+    max_motion: float = typer.Option(0.0, "--max-motion", help="frame widths per second; above = too shaky (0 = off)"),
+    min_brightness: float = typer.Option(0.05, "--min-brightness", help="mean grey level in [0, 1]"),
+    max_brightness: float = typer.Option(0.95, "--max-brightness", help="mean grey level in [0, 1]"),
+    max_blockiness: float = typer.Option(0.0, "--max-blockiness", help="block-edge ratio; above = compression "
+                                         "artifacts (0 = off)"),
+):
+    """Split videos into shots at scene cuts, score and filter them, write OUT/manifest.jsonl for data.kind=folder."""
+    from kinema.data.prep import PrepOptions, prepare
+
+    options = PrepOptions(cut_threshold=cut_threshold, min_shot_seconds=min_shot, min_sharpness=min_sharpness,
+                          min_motion=min_motion, max_motion=max_motion, min_brightness=min_brightness,
+                          max_brightness=max_brightness, max_blockiness=max_blockiness)
+    counts = prepare(src, out, options, workers=workers)
+    typer.echo(f"{counts['files']} files ({counts['analysed']} analysed now): {counts.get('ok', 0)} shots kept, "
+               f"{counts.get('filtered', 0)} filtered, {counts.get('bad', 0)} bad files -> {out / 'manifest.jsonl'}")
+
+
+@app.command()
+@user_errors
+def arch(
+    variants: Optional[list[str]] = typer.Argument(None, help="variants to compare (default: the whole grid)"),
+    width: int = typer.Option(32, "--width", help="shared width (U-Net channels; DiT tokens are 2x)"),
+    frames: int = typer.Option(8, "--frames", help="frames of the input video"),
+    size: int = typer.Option(32, "--size", help="height and width of the input video"),
+    batch: int = typer.Option(2, "--batch", help="batch size of the input"),
+    repeats: int = typer.Option(3, "--repeats", help="timed steps per variant (the median is reported)"),
+    json_path: Path = typer.Option(Path("arch.json"), "--json", help="JSON file to write"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="also write a PNG chart"),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="also write the docs page, e.g. "
+                                            "docs/architectures.md"),
+    list_variants: bool = typer.Option(False, "--list", help="list the variants and exit"),
+    device: str = DEVICE,
+):
+    """Compare architectures (chapter 11.2): parameters, FLOPs, memory and step time at the same width and input."""
+    from kinema import arch_report
+
+    if list_variants:
+        for variant in arch_report.VARIANTS.values():
+            typer.echo(f"{variant.name:22} {variant.family:17} {variant.model_name}")
+        return
+    report = arch_report.run_report(variants, width=width, frames=frames, size=size, batch=batch, repeats=repeats,
+                                    device=_device(device), progress=lambda name: typer.echo(f"measuring {name}",
+                                                                                             err=True))
+    typer.echo(arch_report.markdown_table(report))
+    typer.echo(f"wrote {arch_report.write_json(report, json_path)}")
+    if plot is not None:
+        typer.echo(f"wrote {arch_report.write_plot(report, plot)}")
+    if markdown is not None:
+        command = " ".join(["kinema arch", *(variants or []), f"--width {width} --frames {frames} --size {size} "
+                            f"--batch {batch} --repeats {repeats} --markdown {markdown}"])
+        typer.echo(f"wrote {arch_report.write_markdown(report, markdown, command)}")
+
+
+@app.command(name="eval")
+@user_errors
+def eval_(
+    real: str = typer.Option(..., "--real", help="real set: a folder of videos or a dataset config (configs/balls.yaml)"),
+    fake: list[str] = typer.Option(..., "--fake", help="generated set (repeatable): a folder of videos, a checkpoint, "
+                                   "or a run's checkpoints folder (every step_* in it)"),
+    out: Path = typer.Option(Path("report.json"), "--out", "-o", help="JSON report; a .md table (and a .png plot "
+                             "for several sets) is written beside it"),
+    num_samples: int = typer.Option(256, "--num-samples", "-n", help="clips per set"),
+    num_frames: Optional[int] = typer.Option(None, "--num-frames", help="frames per clip (default: the real set's)"),
+    real_stride: int = typer.Option(1, "--real-stride", help="take every k-th frame of the real videos"),
+    features: str = typer.Option("kinema", "--features", help="'kinema' (shipped network, offline), a feature "
+                                 "network directory, or an I3D TorchScript file"),
+    i3d_preset: str = typer.Option("stylegan-v", "--i3d-preset", help="stylegan-v | videogpt (with an I3D file)"),
+    bootstrap: int = typer.Option(100, "--bootstrap", help="bootstrap rounds for 95% intervals (0: none)"),
+    paired: bool = typer.Option(False, "--paired", help="fake i was made for real i: PSNR/SSIM/LPIPS, trajectory error"),
+    clip_model: Optional[str] = typer.Option(None, "--clip-model", help="local CLIP directory for CLIP-SIM"),
+    sampler_steps: Optional[list[int]] = typer.Option(None, "--sampler-steps", help="sample checkpoints with this "
+                                                      "many steps (repeatable: plots metric vs steps)"),
+    sampler: Optional[str] = SAMPLER, guidance: Optional[float] = GUIDANCE, seed: int = SEED,
+    device: str = DEVICE,
+):
+    """Measure generated videos against real ones: FVD/KVD/FID, frame, temporal, text and ball physics metrics."""
+    from kinema.evaluation import EvalOptions, evaluate, markdown_table, write_reports
+
+    options = EvalOptions(num_samples=num_samples, num_frames=num_frames, real_stride=real_stride, features=features,
+                          i3d_preset=i3d_preset, bootstrap=bootstrap, paired=paired, clip_model=clip_model,
+                          sampler_steps=list(sampler_steps or []), sampler=sampler, guidance=guidance, seed=seed,
+                          device=_device(device))
+    reports = evaluate(real, list(fake), options)
+    typer.echo(markdown_table(reports))
+    for path in write_reports(reports, out):
+        typer.echo(f"wrote {path}")
+
+
 def main() -> None:
     app()
 

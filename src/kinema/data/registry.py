@@ -7,7 +7,11 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
+from kinema.data.camera import CameraMotion, CameraMotionConfig
+from kinema.data.digits import MovingDigits, MovingDigitsConfig
+from kinema.data.folder import VideoFolder, VideoFolderConfig
 from kinema.data.physics_balls import BouncingBalls, BouncingBallsConfig
+from kinema.data.shards import ShardsConfig, build_shards
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,10 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     "balls": DatasetSpec(BouncingBallsConfig, lambda config, seed: BouncingBalls(config, length=1_000_000, seed=seed)),
+    "folder": DatasetSpec(VideoFolderConfig, lambda config, seed: VideoFolder(config, seed=seed)),
+    "digits": DatasetSpec(MovingDigitsConfig, lambda config, seed: MovingDigits(config, length=1_000_000, seed=seed)),
+    "camera": DatasetSpec(CameraMotionConfig, lambda config, seed: CameraMotion(config, length=1_000_000, seed=seed)),
+    "shards": DatasetSpec(ShardsConfig, build_shards),
 }
 
 

@@ -1,4 +1,4 @@
-"""An endless, seeded, resumable index sampler: the data position of step s is a pure function of s."""
+"""Endless, seeded, resumable samplers: the data position of step s is a pure function of s."""
 
 from __future__ import annotations
 
@@ -23,4 +23,21 @@ class ResumableRandomSampler(Sampler[int]):
             order = torch.randperm(self.length, generator=generator)
             for chunk in order[offset:].split(4096):
                 yield from chunk.tolist()
+            epoch, offset = epoch + 1, 0
+
+
+class ResumableBatchSampler(Sampler[list[int]]):
+    """Endless passes of an epoch-seeded batch sampler (e.g. aspect buckets), starting at batch `start`."""
+
+    def __init__(self, batches, start: int = 0):
+        self.batches = batches
+        self.start = start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, offset = divmod(self.start, len(self.batches))
+        while True:
+            self.batches.set_epoch(epoch)
+            for i, batch in enumerate(self.batches):
+                if i >= offset:
+                    yield batch
             epoch, offset = epoch + 1, 0

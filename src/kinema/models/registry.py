@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from kinema.models.inflate import InflatedUNet
+from kinema.models.video_dit import VideoDiT
 from kinema.models.video_unet import VideoUNet
 
 MODELS: dict[str, type[nn.Module]] = {
     "video_unet": VideoUNet,
+    "video_dit": VideoDiT,
+    "inflated_unet": InflatedUNet,
 }
 
 

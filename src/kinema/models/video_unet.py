@@ -1,11 +1,17 @@
-"""VideoUNet: a (2+1)D residual U-Net with factorized spatio-temporal attention (chapter 11.2.1-11.2.2).
+"""VideoUNet: a residual video U-Net whose convolutions, attention, recurrence and temporal pyramid are config
+choices (chapter 11.2.1-11.2.4).
 
-Residual blocks use factorized (2+1)D convolutions (Tran et al. 2018) with identity-initialised
+By default, residual blocks use factorized (2+1)D convolutions (Tran et al. 2018) with identity-initialised
 temporal kernels; attention levels follow the factorized space-time design of Video Diffusion
 Models (Ho et al. 2022): spatial (or joint) self-attention, text cross-attention, temporal
 self-attention with rotary frame positions. An optional space-to-depth stem (`patch_size`, as in
 "simple diffusion", Hoogeboom et al. 2023) runs the whole U-Net at lower resolution, which is where
 CPU time goes. The noise level may differ per frame (t is [B] or [B, T]).
+
+Other choices swap in full 3D / pseudo-3D / depthwise-separable convolutions (`conv`), parallel,
+interleaved, axial or windowed attention (`attention`), causal or local temporal masks and multi-scale
+temporal heads, ConvGRU / ConvLSTM / gated-residual recurrence after each residual block (`recurrent`),
+and temporal down/up-sampling at chosen levels (`temporal_downsample`, the temporal pyramid of 11.2.4).
 """
 
 from __future__ import annotations
@@ -14,16 +20,17 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, reduce
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from kinema.conditioning.conditioning import Conditioning
-from kinema.nn.attention import VideoTransformerBlock
-from kinema.nn.conv import FactorizedConv3d, SpatialConv
+from kinema.nn.attention import TEMPORAL_MASKS, VideoTransformerBlock
+from kinema.nn.conv import CONV_KINDS, SpatialConv, video_conv
 from kinema.nn.embeddings import NoiseLevelEmbedding
+from kinema.nn.recurrent import RECURRENT_KINDS, recurrent_block
 
-ATTENTION_KINDS = ("none", "temporal", "spatial", "joint")
+ATTENTION_KINDS = ("none", "temporal", "spatial", "joint", "parallel", "interleaved", "axial", "windowed")
 
 
 @dataclass
@@ -38,8 +45,18 @@ class VideoUNetConfig:
     attention: tuple[str, ...] = ("none", "temporal", "spatial")  # attention kind per level
     heads: int = 4                                    # attention heads
     text_dim: int = 384                               # text token width; 0 for an unconditional model
-    temporal_kernel_size: int = 3                     # k_t of the (2+1)D convolutions
+    temporal_kernel_size: int = 3                     # k_t of the video convolutions
     norm_groups: int = 8                              # GroupNorm groups
+    conv: str = "factorized"                          # factorized | full3d | p3d_a | p3d_b | p3d_c | depthwise3d
+    temporal_mask: str = "bidirectional"              # bidirectional | causal (temporal and joint attention)
+    temporal_window: int = 0                          # attend only to frames within this distance (0 = all)
+    temporal_scales: tuple[int, ...] = ()             # multi-scale temporal heads: windows (0 = global); () = off
+    window: tuple[int, ...] = (2, 4, 4)               # (Tb, Hb, Wb) blocks of 'windowed' attention
+    window_overlap: tuple[int, ...] = (0, 0, 0)       # (To, Ho, Wo) key overlap of neighbouring blocks
+    global_tokens: int = 0                            # learned global tokens of 'windowed' attention
+    recurrent: str = "none"                           # none | convgru | convlstm | gated_residual after each block
+    bidirectional: bool = False                       # run convgru / convlstm both ways
+    temporal_downsample: tuple[bool, ...] = ()        # per down step: also halve T (empty = never)
 
     def __post_init__(self):
         if len(self.attention) != len(self.channel_mult):
@@ -52,20 +69,34 @@ class VideoUNetConfig:
             if (self.channels * mult) % self.norm_groups or (self.channels * mult) % self.heads:
                 raise ValueError(f"model.channels*{mult} = {self.channels * mult} must be divisible by "
                                  f"model.norm_groups={self.norm_groups} and model.heads={self.heads}")
+        for key, value, choices in [("conv", self.conv, CONV_KINDS),
+                                    ("temporal_mask", self.temporal_mask, TEMPORAL_MASKS),
+                                    ("recurrent", self.recurrent, ("none", *RECURRENT_KINDS))]:
+            if value not in choices:
+                raise ValueError(f"model.{key}: unknown '{value}' (choose from {', '.join(choices)})")
+        if self.bidirectional and self.recurrent not in ("convgru", "convlstm"):
+            raise ValueError("model.bidirectional needs model.recurrent=convgru or convlstm")
+        if len(self.window) != 3 or len(self.window_overlap) != 3 or min(self.window) < 1:
+            raise ValueError(f"model.window {self.window} and model.window_overlap {self.window_overlap} must each "
+                             f"be three sizes (T, H, W), blocks at least 1")
+        if self.temporal_downsample and len(self.temporal_downsample) != len(self.channel_mult) - 1:
+            raise ValueError(f"model.temporal_downsample has {len(self.temporal_downsample)} entries: give one per "
+                             f"down step ({len(self.channel_mult) - 1}) or none")
 
 
 class ResBlock(nn.Module):
-    """(2+1)D residual block with per-frame scale/shift from the noise-level embedding."""
+    """Residual block of two video convolutions ((2+1)D by default) with per-frame scale/shift from the noise
+    level; the second convolution starts at zero, so the block starts as its skip connection."""
 
-    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, groups: int, temporal_kernel_size: int):
+    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, groups: int, temporal_kernel_size: int,
+                 conv: str = "factorized"):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, in_channels)
-        self.conv1 = FactorizedConv3d(in_channels, out_channels, 3, temporal_kernel_size)
+        self.conv1 = video_conv(conv, in_channels, out_channels, 3, temporal_kernel_size)
         self.emb = nn.Linear(emb_dim, 2 * out_channels)
         self.norm2 = nn.GroupNorm(groups, out_channels)
-        self.conv2 = FactorizedConv3d(out_channels, out_channels, 3, temporal_kernel_size)
-        nn.init.zeros_(self.conv2.spatial.conv.weight)
-        nn.init.zeros_(self.conv2.spatial.conv.bias)
+        self.conv2 = video_conv(conv, out_channels, out_channels, 3, temporal_kernel_size)
+        self.conv2.zero_output_()
         self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -76,45 +107,67 @@ class ResBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Halve H and W with a stride-2 convolution per frame."""
+    """Halve H and W with a stride-2 convolution per frame; with `temporal`, also halve T by averaging frame pairs
+    (the temporal pyramid of chapter 11.2.4)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, temporal: bool = False):
         super().__init__()
+        self.temporal = temporal
         self.conv = SpatialConv(channels, channels, 3, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x)
+        x = self.conv(x)
+        return F.avg_pool3d(x, (2, 1, 1)) if self.temporal else x
 
 
 class Upsample(nn.Module):
-    """Double H and W (nearest), then a 3x3 convolution per frame."""
+    """Double H and W (nearest), then a 3x3 convolution per frame; with `temporal`, first double T (linear)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, temporal: bool = False):
         super().__init__()
+        self.temporal = temporal
         self.conv = SpatialConv(channels, channels, 3)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.temporal:
+            x = F.interpolate(x, scale_factor=(2, 1, 1), mode="trilinear", align_corners=False)
         return self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
 
 
-class Level(nn.Module):
-    """Residual blocks of one resolution, each followed by an attention block when the level has one."""
+def attention_block(kind: str, channels: int, config: VideoUNetConfig, index: int) -> nn.Module:
+    """The attention block after one residual block; `index` numbers blocks through the network ('interleaved'
+    alternates spatial-only and temporal-only blocks by it)."""
+    if kind == "none":
+        return nn.Identity()
+    spatial = {"spatial": "spatial", "joint": "joint", "parallel": "spatial", "axial": "axial",
+               "windowed": "windowed", "interleaved": None if index % 2 else "spatial"}.get(kind)
+    return VideoTransformerBlock(
+        channels, config.heads, spatial=spatial, temporal=kind != "interleaved" or spatial is None,
+        text_dim=config.text_dim if spatial and config.text_dim else None,
+        temporal_mask_kind=config.temporal_mask, temporal_window=config.temporal_window or None,
+        arrangement="parallel" if kind == "parallel" else "serial", temporal_scales=config.temporal_scales or None,
+        window=config.window, window_overlap=config.window_overlap, global_tokens=config.global_tokens,
+    )
 
-    def __init__(self, in_channels: list[int], out_channels: int, kind: str, config: VideoUNetConfig, emb_dim: int):
+
+class Level(nn.Module):
+    """Residual blocks of one resolution, each followed by a recurrent block (when configured) and an attention
+    block (when the level has one); `first_index` numbers this level's first block within the network."""
+
+    def __init__(self, in_channels: list[int], out_channels: int, kind: str, config: VideoUNetConfig, emb_dim: int,
+                 first_index: int = 0):
         super().__init__()
-        self.res = nn.ModuleList(ResBlock(c, out_channels, emb_dim, config.norm_groups, config.temporal_kernel_size)
+        self.res = nn.ModuleList(ResBlock(c, out_channels, emb_dim, config.norm_groups, config.temporal_kernel_size,
+                                          config.conv)
                                  for c in in_channels)
-        spatial = kind if kind in ("spatial", "joint") else None
-        self.attn = nn.ModuleList(
-            VideoTransformerBlock(out_channels, config.heads, spatial=spatial, temporal=True,
-                                  text_dim=config.text_dim if spatial and config.text_dim else None)
-            if kind != "none" else nn.Identity()
-            for _ in in_channels
-        )
+        self.attn = nn.ModuleList(attention_block(kind, out_channels, config, first_index + i)
+                                  for i in range(len(in_channels)))
+        self.recurrent = None if config.recurrent == "none" else nn.ModuleList(
+            recurrent_block(config.recurrent, out_channels, config.bidirectional) for _ in in_channels)
 
 
 class VideoUNet(nn.Module):
-    """Text-conditioned (2+1)D video U-Net: `model(x [B,C,T,H,W], t [B] or [B,T], cond) -> output like x`."""
+    """Text-conditioned video U-Net: `model(x [B,C,T,H,W], t [B] or [B,T], cond) -> output like x`."""
 
     config_class = VideoUNetConfig
     conditioning_fields = frozenset({"text", "text_mask"})
@@ -131,18 +184,21 @@ class VideoUNet(nn.Module):
         pixels = config.in_channels * config.patch_size ** 2
         self.conv_in = SpatialConv(pixels, widths[0], 3)
 
+        temporal = config.temporal_downsample or (False,) * (len(widths) - 1)
         self.down_levels, self.downsamplers = nn.ModuleList(), nn.ModuleList()
-        skips, width = [widths[0]], widths[0]
+        skips, width, blocks = [widths[0]], widths[0], 0
         for i, (w, kind) in enumerate(zip(widths, config.attention)):
             ins = [width] + [w] * (config.num_res_blocks - 1)
-            self.down_levels.append(Level(ins, w, kind, config, emb_dim))
+            self.down_levels.append(Level(ins, w, kind, config, emb_dim, blocks))
+            blocks += len(ins)
             skips += [w] * config.num_res_blocks
             width = w
             last = i == len(widths) - 1
-            self.downsamplers.append(nn.Identity() if last else Downsample(w))
+            self.downsamplers.append(nn.Identity() if last else Downsample(w, temporal[i]))
             if not last:
                 skips.append(w)
-        self.mid = Level([width, width], width, config.attention[-1], config, emb_dim)
+        self.mid = Level([width, width], width, config.attention[-1], config, emb_dim, blocks)
+        blocks += 2
 
         self.up_levels, self.upsamplers = nn.ModuleList(), nn.ModuleList()
         for i, (w, kind) in reversed(list(enumerate(zip(widths, config.attention)))):
@@ -150,8 +206,9 @@ class VideoUNet(nn.Module):
             for _ in range(config.num_res_blocks + 1):
                 ins.append(width + skips.pop())
                 width = w
-            self.up_levels.append(Level(ins, w, kind, config, emb_dim))
-            self.upsamplers.append(Upsample(w) if i > 0 else nn.Identity())
+            self.up_levels.append(Level(ins, w, kind, config, emb_dim, blocks))
+            blocks += len(ins)
+            self.upsamplers.append(Upsample(w, temporal[i - 1]) if i > 0 else nn.Identity())
 
         self.norm_out = nn.GroupNorm(config.norm_groups, widths[0])
         self.conv_out = SpatialConv(widths[0], pixels, 3)
@@ -165,10 +222,14 @@ class VideoUNet(nn.Module):
 
     def _level(self, level: Level, h: Tensor, emb: Tensor, text, text_mask, skips: list[Tensor] | None,
                collect: list[Tensor] | None) -> Tensor:
-        for res, attn in zip(level.res, level.attn):
+        if emb.shape[1] != h.shape[2]:  # a temporally downsampled level: average the per-frame embedding to match
+            emb = reduce(emb, "b (t r) d -> b t d", "mean", t=h.shape[2])
+        for i, (res, attn) in enumerate(zip(level.res, level.attn)):
             if skips is not None:
                 h = torch.cat([h, skips.pop()], dim=1)
             h = self._run(res, h, emb)
+            if level.recurrent is not None:
+                h = self._run(level.recurrent[i], h)
             if not isinstance(attn, nn.Identity):
                 h = self._run(attn, h, text, text_mask)
             if collect is not None:
@@ -193,6 +254,10 @@ class VideoUNet(nn.Module):
         levels = p * 2 ** (len(self.config.channel_mult) - 1)
         if h % levels or w % levels:
             raise ValueError(f"video size {h}x{w} must be divisible by {levels} for this VideoUNet")
+        frame_levels = 2 ** sum(self.config.temporal_downsample)
+        if frames % frame_levels:
+            raise ValueError(f"{frames} frames must be divisible by {frame_levels} for this VideoUNet's temporal "
+                             f"downsampling")
         if t.ndim == 1:
             t = t[:, None].expand(b, frames)
         emb = self.noise_embed(t)

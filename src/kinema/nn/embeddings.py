@@ -1,4 +1,5 @@
-"""Noise-level embeddings and rotary position encodings (Vaswani et al. 2017; Su et al. 2021)."""
+"""Noise-level embeddings and position encodings: sin-cos, learned, 1D and 3D rotary (Vaswani et al. 2017;
+Su et al. 2021; chapter 11.2.5)."""
 
 from __future__ import annotations
 
@@ -38,11 +39,71 @@ class RotaryEmbedding1d(nn.Module):
 
     def forward(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Rotate q, k [..., N, head_dim] by the angles of `positions` [N]."""
-        angles = positions.float()[:, None] * self.inv_freq
-        cos, sin = angles.cos().to(q.dtype), angles.sin().to(q.dtype)
-        return _rotate(q, cos, sin), _rotate(k, cos, sin)
+        return self.rotate(q, positions), self.rotate(k, positions)
+
+    def rotate(self, x: Tensor, positions: Tensor) -> Tensor:
+        """Rotate x [..., N, head_dim] by the angles of `positions` [N] (or [B, N] for x [B, heads, N, head_dim])."""
+        angles = positions.float()[..., None] * self.inv_freq
+        if angles.ndim == 3:
+            angles = angles[:, None]  # per-sample positions, shared by the heads
+        return _rotate(x, angles.cos().to(x.dtype), angles.sin().to(x.dtype))
 
 
 def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+class RotaryEmbedding3d(nn.Module):
+    """3D rotary embedding: head dims split into (t, h, w) groups, each rotated by its own axis (Su et al. 2021).
+
+    The h and w groups get 2 * (head_dim // 6) dims each, t the rest, so any even head_dim >= 6 works."""
+
+    def __init__(self, head_dim: int, base: float = 10_000.0):
+        super().__init__()
+        if head_dim % 2 or head_dim < 6:
+            raise ValueError(f"3D rotary positions need an even head width >= 6, got {head_dim}")
+        spatial = 2 * (head_dim // 6)
+        self.split = (head_dim - 2 * spatial, spatial, spatial)
+        self.axes = nn.ModuleList(RotaryEmbedding1d(d, base) for d in self.split)
+
+    def forward(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Rotate q, k [..., N, head_dim] by `positions` [N, 3] or [B, N, 3] (frame, row, column)."""
+        return self.rotate(q, positions), self.rotate(k, positions)
+
+    def rotate(self, x: Tensor, positions: Tensor) -> Tensor:
+        """x [..., N, head_dim] rotated by `positions` [N, 3] or [B, N, 3]."""
+        parts = x.split(self.split, dim=-1)
+        return torch.cat([axis.rotate(part, positions[..., i]) for i, (axis, part) in enumerate(zip(self.axes, parts))],
+                         dim=-1)
+
+
+def sincos_position_embedding_3d(frames: int, height: int, width: int, dim: int,
+                                 device: torch.device | None = None) -> Tensor:
+    """Separable sin-cos positions PE(t) + PE(h, w) for a (t h w)-ordered token grid -> [t*h*w, dim] (chapter 11.2.5).
+
+    PE(h, w) concatenates dim/2 features of the row and dim/2 of the column, as in MAE / DiT."""
+    if dim % 4:
+        raise ValueError(f"sin-cos positions need a width divisible by 4, got {dim}")
+    t, h, w = torch.meshgrid(*(torch.arange(n, device=device) for n in (frames, height, width)), indexing="ij")
+    spatial = torch.cat([sinusoidal_embedding(h.flatten(), dim // 2), sinusoidal_embedding(w.flatten(), dim // 2)], -1)
+    return sinusoidal_embedding(t.flatten(), dim) + spatial
+
+
+class LearnedPositionEmbedding3d(nn.Module):
+    """Learned separable positions: a table per axis (frames, rows, columns), summed per token."""
+
+    def __init__(self, dim: int, max_frames: int, max_height: int, max_width: int):
+        super().__init__()
+        self.frames = nn.Parameter(0.02 * torch.randn(max_frames, dim))
+        self.rows = nn.Parameter(0.02 * torch.randn(max_height, dim))
+        self.columns = nn.Parameter(0.02 * torch.randn(max_width, dim))
+
+    def forward(self, frames: int, height: int, width: int) -> Tensor:
+        """[frames*height*width, dim] for a (t h w)-ordered grid no larger than the tables."""
+        limits = (self.frames.shape[0], self.rows.shape[0], self.columns.shape[0])
+        if frames > limits[0] or height > limits[1] or width > limits[2]:
+            raise ValueError(f"token grid {frames}x{height}x{width} exceeds the learned position tables "
+                             f"{limits[0]}x{limits[1]}x{limits[2]}")
+        grid = (self.frames[:frames, None, None] + self.rows[None, :height, None] + self.columns[None, None, :width])
+        return grid.flatten(0, 2)

@@ -6,6 +6,7 @@ and caption dropout from one saved generator, so a resumed run is bit-identical 
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -13,15 +14,16 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from kinema.conditioning.conditioning import Conditioning
 from kinema.conditioning.text import TextEncoder
 from kinema.config import Config
+from kinema.data.buckets import BucketBatchSampler
 from kinema.data.registry import build_dataset
-from kinema.data.sampler import ResumableRandomSampler
+from kinema.data.sampler import ResumableBatchSampler, ResumableRandomSampler
 from kinema.diffusion import DiffusionLoss, build_schedule
 from kinema.errors import KinemaError
 from kinema.models.registry import build_model
@@ -86,21 +88,34 @@ class Trainer:
         self.step = state.step
         self.accelerator.print(f"resumed from {path} at step {self.step}")
 
-    def _loader(self) -> DataLoader:
-        dataset = build_dataset(self.config.data_kind, self.config.data, self.config.train.seed)
-        batch = self.config.train.batch_size
-        sampler = ResumableRandomSampler(len(dataset), self.config.train.seed,
-                                         start=self.step * batch * self.accelerator.num_processes)
-        loader = DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True,
-                            num_workers=self.config.train.num_workers,
-                            persistent_workers=self.config.train.num_workers > 0)
+    def _loader(self):
+        """Batches from the step we are at: map-style data through a resumable (bucketed) sampler; streams
+        are read from their start and the batches already trained on are skipped."""
+        train = self.config.train
+        dataset = build_dataset(self.config.data_kind, self.config.data, train.seed)
+        batch, done = train.batch_size, self.step * self.accelerator.num_processes
+        workers = {"num_workers": train.num_workers, "persistent_workers": train.num_workers > 0}
+        if isinstance(dataset, IterableDataset):  # every process reads the whole stream (no sharding by rank)
+            loader = DataLoader(dataset, batch_size=batch, drop_last=True, **workers)
+            return itertools.islice(loader, done, None)
+        if getattr(self.config.data, "buckets", None):
+            sampler = ResumableBatchSampler(BucketBatchSampler(dataset, batch, train.seed), start=done)
+            loader = DataLoader(dataset, batch_sampler=sampler, **workers)
+        else:
+            sampler = ResumableRandomSampler(len(dataset), train.seed, start=done * batch)
+            loader = DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True, **workers)
         return self.accelerator.prepare_data_loader(loader, device_placement=True)
 
-    def _conditioning(self, captions: list[str]) -> Conditioning:
+    def _conditioning(self, batch: dict) -> Conditioning:
+        """Text (with caption dropout for guidance), plus class labels and fps when the model reads them."""
+        captions = list(batch["caption"])
         drop = torch.rand(len(captions), generator=self.generator) < self.config.train.caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
         tokens, mask = self.text_encoder.encode(captions)
-        return Conditioning(text=tokens, text_mask=mask).to(self.accelerator.device)
+        fields = getattr(self.accelerator.unwrap_model(self.model), "conditioning_fields", frozenset())
+        extra = {name: batch[key] for name, key in (("labels", "label"), ("fps", "fps"))
+                 if name in fields and key in batch}
+        return Conditioning(text=tokens, text_mask=mask, **extra).to(self.accelerator.device)
 
     def _save(self) -> Path | None:
         self.accelerator.wait_for_everyone()
@@ -112,8 +127,8 @@ class Trainer:
                                self.ema.module, self.optimizer, state, self.config.train.keep_checkpoints)
 
     def _train_step(self, batch: dict) -> tuple[float, float]:
-        video = batch["video"]
-        cond = self._conditioning(list(batch["caption"]))
+        video = batch["video"].to(self.accelerator.device)
+        cond = self._conditioning(batch)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.step)
         with self.accelerator.autocast():

@@ -1,5 +1,11 @@
 """Video files: write and read mp4 (H.264), webm (VP9) and gif through PyAV (FFmpeg).
 
+Reading also covers mkv, avi and mov. `probe_video` reads only the container header;
+`read_frames_at`, `read_clip` and `read_window` seek to the keyframe before the wanted
+time and decode from there, so a short clip from a long file costs a short decode. The
+frame shown at time t is the last frame whose timestamp is <= t (within a quarter frame),
+counted from the stream's first frame (chapter 11.1.4, fixed-rate temporal sampling).
+
 Encoding choices:
 - mp4: H.264 yuv420p at CRF 12 (near-transparent), BT.709 limited range, fast-start.
 - webm: VP9 yuv420p in constant-quality mode (CRF 15), BT.709 limited range.
@@ -13,9 +19,13 @@ RGB -> YUV uses area averaging for the chroma planes, so flat 2x2 blocks keep th
 Every write goes to a temporary file beside the target and is renamed over it at the end.
 """
 
+import contextlib
+import itertools
 import math
 import numbers
 import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,6 +36,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from av.video.stream import VideoStream
 from einops import rearrange
 from PIL import Image
+import torch
 from torch import Tensor
 
 from kinema.atomic import atomic_path
@@ -33,6 +44,7 @@ from kinema.errors import KinemaError
 from kinema.video.convert import as_rgb, from_uint8, to_uint8, upscale_nearest
 
 VIDEO_FORMATS = ("mp4", "webm", "gif")
+READABLE_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".gif")  # what the readers accept
 
 _SIZE_TAG = "kinema_frame_size"  # container tag "WxH" when the coded frames were padded
 _BT709 = 1  # ITU-T H.273 code point for BT.709 primaries, transfer and matrix
@@ -228,3 +240,216 @@ def _gif_fps(path: Path) -> float:
         delays = [packet.duration or 0 for packet in container.demux(stream) if packet.size]
     total = sum(delays) * stream.time_base
     return len(delays) / float(total) if total > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- probing and seeking readers
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a container header says about a file's first video stream (times in seconds)."""
+
+    path: str
+    fps: float
+    num_frames: int  # from the header, or duration x fps where the container does not count frames
+    duration: float
+    width: int
+    height: int
+    codec: str
+    container: str
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's header (no decoding): fps, frame count, duration, size, codec; KinemaError if unusable."""
+    path = _checked_file(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise KinemaError(f"no video stream in {path}")
+            stream = container.streams.video[0]
+            is_gif = stream.codec_context.name == "gif"
+            rate = float(stream.average_rate or stream.guessed_rate or 0)
+            if stream.duration is not None:
+                duration = float(stream.duration * stream.time_base)
+            else:
+                duration = (container.duration or 0) / av.time_base
+            tagged = _tagged_size(container.metadata)
+            height, width = tagged or (stream.codec_context.height, stream.codec_context.width)
+            info = dict(codec=stream.codec_context.name, container=container.format.name, frames=stream.frames)
+        fps = _gif_fps(path) if is_gif else rate
+    except av.FFmpegError as err:
+        raise KinemaError(f"cannot open video file {path}: {err.strerror}") from err
+    if fps <= 0 or duration <= 0 or width <= 0 or height <= 0:
+        raise KinemaError(f"{path}: the header gives no usable frame rate, duration or frame size")
+    num_frames = info["frames"] or max(1, round(duration * fps))
+    return VideoInfo(str(path), fps, num_frames, duration, width, height, info["codec"], info["container"])
+
+
+def read_frames_at(path: str | os.PathLike, times: Sequence[float]) -> tuple[Tensor, Tensor]:
+    """The frames on screen at non-decreasing `times` (s): (clip `[C, T, H, W]` in [-1, 1], their timestamps `[T]`)."""
+    path = _checked_file(path)
+    times = [float(t) for t in times]
+    if not times or times[0] < 0 or any(b < a for a, b in zip(times, times[1:])):
+        raise KinemaError(f"{path}: need a non-empty, non-decreasing list of times >= 0, got {times[:4]}")
+    picked: list[tuple[float, av.VideoFrame]] = []
+    previous = None
+    with _open_stream(path) as (container, stream, fps):
+        slack = 0.25 / fps  # timestamps are rounded (webm counts milliseconds): a quarter frame absorbs that
+        for stamp, frame in _frames_from(container, stream, times[0] - 1.0 / fps):
+            while previous is not None and len(picked) < len(times) and stamp > times[len(picked)] + slack:
+                picked.append(previous)
+            if len(picked) == len(times):
+                break
+            previous = (stamp, frame)
+        else:  # the last frame stays on screen for one frame duration
+            while previous is not None and len(picked) < len(times) and times[len(picked)] < previous[0] + 1.0 / fps:
+                picked.append(previous)
+        tagged = _tagged_size(container.metadata)
+    if len(picked) < len(times):
+        raise KinemaError(f"{path}: too short: no frame at {times[len(picked)]:.3f} s")
+    return _frames_to_clip(picked, tagged)
+
+
+def read_clip(
+    path: str | os.PathLike, start_time: float, num_frames: int, fps: float | None = None, stride: int = 1
+) -> tuple[Tensor, Tensor]:
+    """`num_frames` frames from `start_time` (s) at `fps` (by timestamp) or every `stride`-th frame: (clip, times)."""
+    if num_frames < 1 or stride < 1 or (fps is not None and fps <= 0):
+        raise KinemaError(f"{path}: need num_frames >= 1, stride >= 1 and fps > 0, got {num_frames}, {stride}, {fps}")
+    if fps is not None:
+        return read_frames_at(path, [start_time + k / fps for k in range(num_frames)])
+    path = _checked_file(path)
+    with _open_stream(path) as (container, stream, rate):
+        frames = _on_screen_from(_frames_from(container, stream, start_time - 1.0 / rate), start_time, 0.25 / rate)
+        picked = list(itertools.islice(frames, 0, (num_frames - 1) * stride + 1, stride))
+        tagged = _tagged_size(container.metadata)
+    if len(picked) < num_frames:
+        raise KinemaError(f"{path}: too short for {num_frames} frames with stride {stride} from {start_time:.3f} s")
+    return _frames_to_clip(picked, tagged)
+
+
+def read_window(
+    path: str | os.PathLike,
+    start_time: float,
+    end_time: float,
+    select: Callable[[Tensor], Tensor] | None = None,
+    preview_size: int = 32,
+    max_frames: int = 10_000,
+) -> tuple[Tensor, Tensor]:
+    """Frames with start_time <= timestamp < end_time (s): (clip `[C, T, H, W]` in [-1, 1], timestamps `[T]`).
+
+    With `select`, only the frames it picks are converted to RGB: it gets grey previews `[1, T, h, w]` in
+    [-1, 1] (longer side at most `preview_size`) and returns frame indices.
+    """
+    path = _checked_file(path)
+    if not 0 <= start_time < end_time:
+        raise KinemaError(f"{path}: need 0 <= start_time < end_time, got {start_time}, {end_time}")
+    picked, previews = [], []
+    with _open_stream(path) as (container, stream, fps):
+        slack = 0.25 / fps
+        for stamp, frame in _frames_from(container, stream, start_time - 1.0 / fps):
+            if stamp >= end_time - slack:
+                break
+            if stamp >= start_time - slack:
+                picked.append((stamp, frame))
+                if len(picked) > max_frames:
+                    raise KinemaError(f"{path}: more than {max_frames} frames in [{start_time}, {end_time}) s")
+                if select is not None:
+                    previews.append(_grey_preview(frame, preview_size))
+        tagged = _tagged_size(container.metadata)
+    if not picked:
+        raise KinemaError(f"{path}: too short: no frame in [{start_time:.3f}, {end_time:.3f}) s")
+    if select is not None:
+        chosen = select(from_uint8(np.stack(previews)[..., None]))
+        picked = [picked[int(i)] for i in chosen]
+    return _frames_to_clip(picked, tagged)
+
+
+def _grey_preview(frame: av.VideoFrame, size: int) -> np.ndarray:
+    """A small grey copy of a frame (longer side <= `size`): every k-th luma sample of YUV frames, else swscale."""
+    step = max(1, math.ceil(max(frame.width, frame.height) / size))
+    if frame.format.name.startswith(("yuv", "nv12", "gray")) and frame.format.name != "gray16le":
+        plane = frame.planes[0]  # luma, rows padded to line_size bytes
+        luma = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+        luma = luma[: frame.height : step, : frame.width : step]
+        if frame.format.name.startswith(("yuvj", "gray")) or frame.color_range == ColorRange.JPEG:
+            return np.ascontiguousarray(luma)
+        return np.clip((luma.astype(np.float32) - 16) * (255 / 219) + 0.5, 0, 255).astype(np.uint8)  # limited range
+    small = frame.reformat(width=max(1, frame.width // step), height=max(1, frame.height // step), format="gray")
+    return small.to_ndarray()
+
+
+def _checked_file(path: str | os.PathLike) -> Path:
+    """`path` as a Path if it is a non-empty regular file; KinemaError naming it otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise KinemaError(f"video file not found: {path}")
+    if not path.is_file():
+        raise KinemaError(f"not a video file: {path}")
+    if path.stat().st_size == 0:
+        raise KinemaError(f"video file is empty: {path}")
+    return path
+
+
+@contextlib.contextmanager
+def _open_stream(path: Path) -> Iterator[tuple[InputContainer, VideoStream, float]]:
+    """Open `path` for decoding its first video stream: (container, stream, nominal fps); decoder errors name it."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise KinemaError(f"no video stream in {path}")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            if stream.codec_context.name == "gif":
+                fps = _gif_fps(path)
+            if fps <= 0:
+                raise KinemaError(f"{path}: the container does not say its frame rate")
+            yield container, stream, fps
+    except av.FFmpegError as err:
+        raise KinemaError(f"cannot decode video file {path}: {err.strerror}") from err
+
+
+def _frames_from(
+    container: InputContainer, stream: VideoStream, time: float
+) -> Iterator[tuple[float, av.VideoFrame]]:
+    """Seek to the keyframe at or before `time` (s from the first frame), then yield (timestamp, frame) in order."""
+    origin = stream.start_time or 0
+    if time > 0:
+        container.seek(origin + int(time / stream.time_base), stream=stream, backward=True, any_frame=False)
+    last = -math.inf
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        stamp = float((frame.pts - origin) * stream.time_base)
+        if stamp <= last:  # some demuxers repeat a frame after a seek
+            continue
+        last = stamp
+        yield stamp, frame
+
+
+def _on_screen_from(
+    frames: Iterator[tuple[float, av.VideoFrame]], time: float, slack: float
+) -> Iterator[tuple[float, av.VideoFrame]]:
+    """Drop the frames before the one on screen at `time`, then pass the rest through."""
+    previous = None
+    for item in frames:
+        if item[0] > time + slack:
+            if previous is not None:
+                yield previous
+            yield item
+            yield from frames
+            return
+        previous = item
+    if previous is not None:
+        yield previous
+
+
+def _frames_to_clip(picked: list[tuple[float, av.VideoFrame]], tagged: tuple[int, int] | None) -> tuple[Tensor, Tensor]:
+    """RGB clip `[C, T, H, W]` in [-1, 1] (cropped to a tagged true size) and timestamps `[T]` of picked frames."""
+    cache: dict[int, np.ndarray] = {}  # a frame picked twice (held on screen) is converted once
+    frames = [cache.setdefault(id(frame), frame.to_ndarray(format="rgb24")) for _, frame in picked]
+    clip = np.stack(frames)
+    if tagged is not None and tagged[0] <= clip.shape[1] and tagged[1] <= clip.shape[2]:
+        clip = clip[:, : tagged[0], : tagged[1]]
+    return from_uint8(clip), torch.tensor([stamp for stamp, _ in picked], dtype=torch.float64)

@@ -1,0 +1,101 @@
+"""How well does a text-to-video balls model follow its prompt and keep its balls? Prints a table, writes JSON.
+
+For each prompt family it samples N videos and tracks the balls in them (kinema.metrics.balls):
+- colour: "a {colour} ball bounces" -> share of videos whose balls are all that colour;
+- count: one- vs two-ball prompts -> share of videos with the asked number of balls (median over frames);
+- direction: "... to the left/right" -> share of videos whose mean horizontal velocity has the asked sign;
+- identity: count constancy, colour constancy and whole-clip identity persistence over all videos;
+plus seconds per generated video. Run:
+
+    python benchmarks/shipped_model_quality.py                      # the model Kinema ships
+    python benchmarks/shipped_model_quality.py --checkpoint runs/balls/checkpoints/step_0006000 --guidance 2 4 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kinema.metrics.balls import track_balls
+from kinema.metrics.physics import identity_scores
+from kinema.pipelines.text_to_video import TextToVideoPipeline
+
+COLOURS = ["red", "green", "blue", "yellow", "magenta", "cyan", "white", "orange"]
+
+
+def prompt_suite() -> list[dict]:
+    """Prompts with what a video must show: colours (left to right not required), count, direction."""
+    suite = [{"prompt": f"a {c} ball bounces", "colours": {c}, "count": 1} for c in COLOURS]
+    for a, b in [("red", "blue"), ("green", "yellow"), ("white", "magenta"), ("cyan", "orange")]:
+        suite.append({"prompt": f"a {a} ball and a {b} ball bounce", "colours": {a, b}, "count": 2})
+    for c, side in [("red", "left"), ("blue", "right"), ("green", "left"), ("yellow", "right")]:
+        suite.append({"prompt": f"a {c} ball bounces to the {side}", "colours": {c}, "count": 1, "direction": side})
+    return suite
+
+
+def score_video(video: torch.Tensor, want: dict) -> dict:
+    tracks = track_balls(video)
+    identity = identity_scores(tracks)
+    palette = np.array(tracks.palette)
+    seen = {str(palette[label]) for label in tracks.labels[tracks.present]}
+    row = {**identity, "colour_ok": float(seen == want["colours"]),
+           "count_ok": float(identity["ball_count"] == want["count"])}
+    if "direction" in want:
+        steps = np.diff(tracks.centres[..., 0], axis=1)
+        velocity = np.nanmean(steps) if np.isfinite(steps).any() else 0.0
+        row["direction_ok"] = float(np.sign(velocity) == (-1 if want["direction"] == "left" else 1))
+    return row
+
+
+def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: str, seeds: int) -> dict:
+    rows, seconds = [], []
+    for want in prompt_suite():
+        started = time.perf_counter()
+        videos = pipe([want["prompt"]] * seeds, guidance=guidance, steps=steps, sampler=sampler, seed=0,
+                      progress=False)
+        seconds.append((time.perf_counter() - started) / seeds)
+        rows += [{"family": "count" if want["count"] == 2 else "direction" if "direction" in want else "colour",
+                  **score_video(v, want)} for v in videos]
+
+    def mean(key, family=None):
+        values = [r[key] for r in rows if key in r and (family is None or r["family"] == family)]
+        return float(np.nanmean(values)) if values else float("nan")
+
+    return {"guidance": guidance, "steps": steps, "sampler": sampler, "videos": len(rows),
+            "colour_accuracy": mean("colour_ok"), "two_ball_count_accuracy": mean("count_ok", "count"),
+            "one_ball_count_accuracy": mean("count_ok", "colour"), "direction_accuracy": mean("direction_ok"),
+            "count_constancy": mean("count_constancy"), "color_constancy": mean("color_constancy"),
+            "identity_persistence": mean("identity_persistence"), "seconds_per_video": float(np.mean(seconds))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=None, help="model directory (default: the shipped model)")
+    parser.add_argument("--guidance", type=float, nargs="+", default=[None])
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--sampler", default=None)
+    parser.add_argument("--seeds", type=int, default=4, help="videos per prompt")
+    parser.add_argument("--json", default="benchmarks/results/shipped_model_quality.json")
+    args = parser.parse_args()
+    pipe = TextToVideoPipeline.from_pretrained(args.checkpoint)
+    defaults = pipe.config.sample
+    results = [evaluate(pipe, defaults.guidance if g is None else g, args.steps or defaults.steps,
+                        args.sampler or defaults.sampler, args.seeds) for g in args.guidance]
+    keys = [k for k in results[0] if k not in ("sampler", "videos")]
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for r in results:
+        print("| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"checkpoint": args.checkpoint or "shipped", "torch": torch.__version__,
+                                           "threads": torch.get_num_threads(), "results": results}, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
