@@ -102,3 +102,19 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+
+
+def test_export_writes_ema_weights_and_sampling_defaults(tmp_path, tiny_config, text_encoder):
+    from safetensors.torch import load_file
+
+    from kinema.training.trainer import Trainer
+
+    trained = Trainer(tiny_config("train.steps=2"), text_encoder=text_encoder, progress=False).train()
+    code, output = run("export", trained, tmp_path / "model", "sample.guidance=2.5", "sample.steps=7")
+    assert code == 0, output
+    exported, ema = load_file(str(tmp_path / "model/model.safetensors")), load_file(str(trained / "ema.safetensors"))
+    assert all(torch.equal(exported[k], ema[k]) for k in ema)
+    assert not (tmp_path / "model/optimizer.safetensors").exists()
+    code, output = run("info", tmp_path / "model")
+    assert "guidance: 2.5" in output and "steps: 7" in output and "step: 2" in output
+    assert_one_line_error(*run("export", trained, tmp_path / "m2", "model.channels=4"), "model.channels")

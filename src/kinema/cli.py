@@ -145,12 +145,18 @@ def info(checkpoint: Path = typer.Argument(..., help="model or training checkpoi
 @app.command()
 @user_errors
 def export(checkpoint: Path = typer.Argument(..., help="training checkpoint directory"),
-           output: Path = typer.Argument(..., help="model directory to write (config.json + model.safetensors)")):
+           output: Path = typer.Argument(..., help="model directory to write (config.json + model.safetensors)"),
+           overrides: Optional[list[str]] = typer.Argument(None, help="sampling defaults to store, e.g. "
+                                                           "sample.guidance=3 sample.steps=25")):
     """Write a checkpoint's EMA weights and config as a standalone model directory for generation."""
+    from kinema.config import with_overrides
     from kinema.models.pretrained import load_pretrained, save_pretrained
 
+    for item in overrides or []:
+        if not item.startswith("sample."):
+            raise KinemaError(f"export can only change sampling defaults (sample.*), not '{item.split('=')[0]}'")
     model, config, metadata = load_pretrained(checkpoint, prefer_ema=True)
-    save_pretrained(output, model, config, {"step": metadata.get("step")})
+    save_pretrained(output, model, with_overrides(config, overrides or []), {"step": metadata.get("step")})
     typer.echo(f"wrote {output}")
 
 

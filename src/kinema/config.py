@@ -180,6 +180,23 @@ def _check_choices(config: Config) -> None:
             raise KinemaError(f"config key 'train.{key}' must be at least 1")
 
 
+def _merge_overrides(values, overrides: list[str]) -> dict:
+    """Apply `key=value` overrides to a nested dict or OmegaConf node; a malformed one is a one-line error."""
+    for item in overrides:
+        if "=" not in item:
+            raise KinemaError(f"override '{item}' is not of the form key=value")
+    try:
+        merged = OmegaConf.merge(values, OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as error:
+        raise KinemaError(f"bad config override: {str(error).splitlines()[0]}") from None
+
+
+def with_overrides(config: Config, overrides: list[str]) -> Config:
+    """A copy of `config` with `key=value` overrides applied and validated."""
+    return config_from_dict(_merge_overrides(OmegaConf.create(config.to_dict()), overrides))
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Read a YAML config (or the defaults when `path` is None) and apply `key=value` overrides."""
     base = OmegaConf.create({})
@@ -191,12 +208,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             base = OmegaConf.load(path)
         except Exception as error:  # yaml's errors are many-typed; report the first line
             raise KinemaError(f"cannot parse config {path}: {str(error).splitlines()[0]}") from None
-    for item in overrides:
-        if "=" not in item:
-            raise KinemaError(f"override '{item}' is not of the form key=value")
-    try:
-        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
-        values = OmegaConf.to_container(merged, resolve=True)
-    except OmegaConfBaseException as error:
-        raise KinemaError(f"bad config override: {str(error).splitlines()[0]}") from None
-    return config_from_dict(values)
+    return config_from_dict(_merge_overrides(base, overrides))

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
-from torch.utils.data import Dataset
 
+from kinema.data.synthetic import SyntheticDataset
 from kinema.errors import KinemaError
 
 MOTIONS = ("pan", "tilt", "zoom", "roll")  # label index = position here; `camera` holds the four speeds
@@ -106,21 +106,14 @@ def render_camera(texture: Tensor, centre: tuple[float, float], camera: Tensor, 
     return rearrange(frames, "t c h w -> c t h w")
 
 
-class CameraMotion(Dataset):
+class CameraMotion(SyntheticDataset):
     """Map-style camera-motion clips, deterministic in (seed, index): video, caption, label and `camera` speeds."""
 
-    def __init__(self, config: CameraMotionConfig | None = None, length: int = 100_000, seed: int = 0):
-        self.config = config or CameraMotionConfig()
-        self.length = length
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return self.length
+    config_class = CameraMotionConfig
 
     def __getitem__(self, index: int) -> dict:
         """{"video", "caption", "label" (index in MOTIONS), "camera": [pan px, tilt px, zoom, roll deg] per frame}."""
-        if not 0 <= index < self.length:
-            raise IndexError(f"CameraMotion index {index} out of range [0, {self.length})")
+        self.check_index(index)
         config = self.config
         rng = np.random.default_rng([self.seed, index])
         motion = config.motions[int(rng.integers(len(config.motions)))]

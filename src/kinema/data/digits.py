@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
+from kinema.data.synthetic import SyntheticDataset
 from kinema.errors import KinemaError
 
 
@@ -72,21 +72,14 @@ def _direction(vx: float, vy: float) -> str:
     return " and ".join(w for w in (vertical, horizontal) if w)
 
 
-class MovingDigits(Dataset):
+class MovingDigits(SyntheticDataset):
     """Map-style moving-digits clips, deterministic in (seed, index); digit axes padded to max_digits."""
 
-    def __init__(self, config: MovingDigitsConfig | None = None, length: int = 100_000, seed: int = 0):
-        self.config = config or MovingDigitsConfig()
-        self.length = length
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return self.length
+    config_class = MovingDigitsConfig
 
     def __getitem__(self, index: int) -> dict:
         """{"video", "caption", "label" (first digit), "digits", "positions", "velocities", "bounces", "num_digits"}."""
-        if not 0 <= index < self.length:
-            raise IndexError(f"MovingDigits index {index} out of range [0, {self.length})")
+        self.check_index(index)
         config = self.config
         rng = np.random.default_rng([self.seed, index])
         images, labels = digit_images()

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
+from kinema.data.synthetic import SyntheticDataset
 from kinema.errors import KinemaError
 
 BALL_COLORS: dict[str, tuple[float, float, float]] = {
@@ -351,23 +351,14 @@ def _pad_balls(x: Tensor, max_balls: int, dim: int) -> Tensor:
     return out
 
 
-class BouncingBalls(Dataset):
+class BouncingBalls(SyntheticDataset):
     """Map-style dataset of physics-ball clips, deterministic in (seed, index); ball axes padded to max_balls."""
 
-    def __init__(self, config: BouncingBallsConfig | None = None, length: int = 100_000, seed: int = 0):
-        if length < 1 or seed < 0:
-            raise KinemaError(f"BouncingBalls: need length >= 1 and seed >= 0, got length={length}, seed={seed}")
-        self.config = config or BouncingBallsConfig()
-        self.length = length
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return self.length
+    config_class = BouncingBallsConfig
 
     def clip(self, index: int) -> BallsClip:
         """The full ground truth of clip `index` (unpadded, with colour names)."""
-        if not 0 <= index < self.length:
-            raise IndexError(f"BouncingBalls index {index} out of range [0, {self.length})")
+        self.check_index(index)
         seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1, dtype=np.uint64)[0])
         return simulate_balls(self.config, seed)
 

@@ -1,0 +1,67 @@
+"""The model Kinema ships: it loads offline, and prompts about colour, count and direction change what it draws."""
+
+import numpy as np
+import pytest
+import torch
+
+from kinema.metrics.balls import track_balls
+from kinema.metrics.physics import identity_scores
+from kinema.pipelines.text_to_video import SHIPPED_MODEL, TextToVideoPipeline
+
+VIDEOS = 6  # per prompt; thresholds below leave room for one or two misses
+
+
+@pytest.fixture(scope="module")
+def pipe(text_encoder):
+    return TextToVideoPipeline.from_pretrained(text_encoder=text_encoder)
+
+
+def generate(pipe, prompt: str) -> torch.Tensor:
+    return pipe([prompt] * VIDEOS, seed=0, progress=False)
+
+
+def colours_seen(video: torch.Tensor) -> set[str]:
+    tracks = track_balls(video)
+    return {tracks.palette[label] for label in tracks.labels[tracks.present]}
+
+
+def mean_x_velocity(video: torch.Tensor) -> float:
+    steps = np.diff(track_balls(video).centres[..., 0], axis=1)
+    return float(np.nanmean(steps)) if np.isfinite(steps).any() else 0.0
+
+
+def test_shipped_model_is_small_and_records_its_training():
+    size = sum(f.stat().st_size for f in SHIPPED_MODEL.iterdir())
+    assert size < 25 * 2**20
+    _, config, metadata = __import__("kinema.models.pretrained", fromlist=["load_pretrained"]).load_pretrained(
+        SHIPPED_MODEL)
+    assert metadata["step"] >= 1000 and config.data_kind == "balls"
+
+
+@pytest.mark.parametrize("colour,other", [("red", "blue"), ("green", "magenta")])
+def test_colour_words_set_the_ball_colour(pipe, colour, other):
+    for asked, absent in ((colour, other), (other, colour)):
+        seen = [colours_seen(v) for v in generate(pipe, f"a {asked} ball bounces")]
+        assert sum(asked in s for s in seen) >= VIDEOS - 1, seen
+        assert sum(absent in s for s in seen) <= 1, seen
+
+
+def test_two_balls_asked_two_balls_drawn(pipe):
+    one = [identity_scores(track_balls(v))["ball_count"] for v in generate(pipe, "a red ball bounces")]
+    two = [identity_scores(track_balls(v))["ball_count"] for v in generate(pipe, "a red ball and a blue ball bounce")]
+    assert np.mean(one) < np.mean(two)
+    assert sum(c == 1 for c in one) >= VIDEOS - 2, one
+    assert sum(c == 2 for c in two) >= VIDEOS // 2, two
+
+
+def test_direction_words_set_the_horizontal_motion(pipe):
+    left = [mean_x_velocity(v) for v in generate(pipe, "a yellow ball bounces to the left")]
+    right = [mean_x_velocity(v) for v in generate(pipe, "a yellow ball bounces to the right")]
+    assert sum(v < 0 for v in left) >= VIDEOS - 2, left
+    assert sum(v > 0 for v in right) >= VIDEOS - 2, right
+
+
+def test_one_ball_keeps_its_count_and_colour_in_every_frame(pipe):
+    scores = [identity_scores(track_balls(v)) for v in generate(pipe, "a cyan ball bounces")]
+    assert np.mean([s["count_constancy"] for s in scores]) >= 0.9, scores
+    assert np.mean([s["color_constancy"] for s in scores]) >= 0.9, scores
