@@ -11,7 +11,7 @@ LPIPS / LPIPS-T and CLIP-SIM need weights that are not offline and are not timed
 
     python benchmarks/eval_speed.py                         # the full run: 256 videos of 16 x 64 x 64
     python benchmarks/eval_speed.py --videos 16             # a quick look
-Prints a table and writes benchmarks/eval_speed.json (or --out).
+Prints a table and writes benchmarks/results/eval_speed.json (or --out).
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ def test_two_balls_asked_two_balls_drawn(pipe):
     assert sum(c == 2 for c in two) >= VIDEOS // 2, two
 
 
+@pytest.mark.xfail(strict=True, reason="the shipped model has not learned 'to the left/right' yet: its horizontal "
+                   "motion follows the noise seed (benchmarks/shipped_model_quality.py, direction_accuracy)")
 def test_direction_words_set_the_horizontal_motion(pipe):
     left = [mean_x_velocity(v) for v in generate(pipe, "a yellow ball bounces to the left")]
     right = [mean_x_velocity(v) for v in generate(pipe, "a yellow ball bounces to the right")]
