@@ -81,7 +81,7 @@ def main() -> None:
                         help="training consumption to compare with (default: 2 steps/s x batch 8, measured on 2 cores)")
     parser.add_argument("--measure-training", type=int, default=0, metavar="STEPS",
                         help="measure training consumption with this many steps of configs/balls.yaml instead")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / f"{Path(__file__).stem}.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
 

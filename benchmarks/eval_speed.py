@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / f"{Path(__file__).stem}.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = BouncingBallsConfig(num_frames=args.frames, size=args.size, min_balls=1, max_balls=3)

@@ -118,3 +118,12 @@ def test_export_writes_ema_weights_and_sampling_defaults(tmp_path, tiny_config, 
     code, output = run("info", tmp_path / "model")
     assert "guidance: 2.5" in output and "steps: 7" in output and "step: 2" in output
     assert_one_line_error(*run("export", trained, tmp_path / "m2", "model.channels=4"), "model.channels")
+
+
+def test_unconditional_model_samples_without_text(tmp_path, tiny_config):
+    config = tiny_config("model.text_dim=0")
+    model = save_pretrained(tmp_path / "uncond", build_model(config.model_name, config.model), config, {"step": 1})
+    code, output = run("sample", model, "-o", tmp_path / "u.gif", "-p", "ignored", "-p", "ignored", "--steps", 2,
+               "--scale", 1)
+    assert code == 0, output
+    assert read_video(tmp_path / "u_1.gif")[0].shape == (3, 4, 16, 16)

@@ -29,3 +29,12 @@ def test_round_trip_through_dict():
 def test_bad_keys_and_values_name_the_key(override, key):
     with pytest.raises(KinemaError, match=key.replace(".", r"\.").replace("[", r"\[")):
         load_config("configs/balls.yaml", [override])
+
+
+@pytest.mark.parametrize("path", sorted(__import__("pathlib").Path("configs").glob("*.yaml")), ids=str)
+def test_every_committed_config_loads_and_builds_its_model(path):
+    from kinema.models.registry import build_model
+
+    config = load_config(path)
+    model = build_model(config.model_name, config.model)
+    assert sum(p.numel() for p in model.parameters()) > 0

@@ -28,7 +28,7 @@ class TextToVideoPipeline:
         self.config = config
         self.device = torch.device(device)
         self.schedule = build_schedule(config.diffusion.schedule, config.diffusion.shift)
-        self.text_encoder = text_encoder or TextEncoder(config.train.text_encoder)
+        self.text_encoder = text_encoder or (TextEncoder(config.train.text_encoder) if self.uses_text else None)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
@@ -37,7 +37,14 @@ class TextToVideoPipeline:
         model, config, _ = load_pretrained(SHIPPED_MODEL if path is None else path)
         return cls(model, config, text_encoder, device)
 
+    @property
+    def uses_text(self) -> bool:
+        """False for an unconditional model (text_dim 0): prompts then only set how many videos to make."""
+        return getattr(self.config.model, "text_dim", 0) > 0
+
     def _conditioning(self, prompts: list[str], negative_prompt: str, guided: bool) -> Conditioning:
+        if not self.uses_text:
+            return Conditioning()
         texts = prompts + [negative_prompt] * len(prompts) if guided else prompts
         tokens, mask = self.text_encoder.encode(texts)
         return Conditioning(text=tokens, text_mask=mask).to(self.device)
@@ -62,7 +69,7 @@ class TextToVideoPipeline:
         generator = torch.Generator(self.device).manual_seed(seed)
         noise = torch.randn(shape, generator=generator, device=self.device)
 
-        guided = guidance != 1.0
+        guided = guidance != 1.0 and self.uses_text
         cond = self._conditioning(prompts, negative_prompt, guided)
         prediction = self.config.diffusion.prediction
         denoise = x0_denoiser(lambda x, t: self.model(x, t, cond), self.schedule, prediction)
