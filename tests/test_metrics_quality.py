@@ -127,3 +127,29 @@ def test_shipped_feature_network_sees_broken_motion_that_frame_features_cannot()
     fvd_shuffled, fid_shuffled = distances(_shuffled(other))
     assert fvd_shuffled > 5 * fvd_other
     assert fid_shuffled == pytest.approx(fid_other, rel=1e-6)  # the same frames in another order
+
+
+def test_i3d_from_a_url_is_downloaded_once_and_loads(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    from kinema.evaluation import download_cached
+
+    served = tmp_path / "served"
+    served.mkdir()
+    _scripted_i3d(served, "stylegan-v")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/stylegan-v.pt"
+        local = download_cached(url, tmp_path / "cache")
+        assert local.read_bytes() == (served / "stylegan-v.pt").read_bytes()
+        (served / "stylegan-v.pt").unlink()  # a second call must use the cache, not the server
+        assert download_cached(url, tmp_path / "cache") == local
+        assert I3DFeatures(local, "stylegan-v").videos(-torch.ones(1, 3, 4, 16, 16)).shape[0] == 1
+        with pytest.raises(KinemaError, match="cannot download"):
+            download_cached(f"http://127.0.0.1:{server.server_address[1]}/missing.pt", tmp_path / "cache")
+    finally:
+        server.shutdown()

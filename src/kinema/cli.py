@@ -235,7 +235,7 @@ def eval_(
     num_frames: Optional[int] = typer.Option(None, "--num-frames", help="frames per clip (default: the real set's)"),
     real_stride: int = typer.Option(1, "--real-stride", help="take every k-th frame of the real videos"),
     features: str = typer.Option("kinema", "--features", help="'kinema' (shipped network, offline), a feature "
-                                 "network directory, or an I3D TorchScript file"),
+                                 "network directory, or an I3D TorchScript file or http(s) URL (downloaded once)"),
     i3d_preset: str = typer.Option("stylegan-v", "--i3d-preset", help="stylegan-v | videogpt (with an I3D file)"),
     bootstrap: int = typer.Option(100, "--bootstrap", help="bootstrap rounds for 95% intervals (0: none)"),
     paired: bool = typer.Option(False, "--paired", help="fake i was made for real i: PSNR/SSIM/LPIPS, trajectory error"),

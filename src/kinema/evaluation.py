@@ -41,7 +41,7 @@ class EvalOptions:
     num_samples: int = 256          # clips per set
     num_frames: int | None = None   # frames per clip (default: the real set's)
     real_stride: int = 1            # take every k-th frame of real videos
-    features: str = "kinema"        # 'kinema' (shipped network), a feature-net directory, or an I3D .pt file
+    features: str = "kinema"        # 'kinema' (shipped network), a feature-net directory, an I3D .pt file or URL
     i3d_preset: str = "stylegan-v"  # stylegan-v | videogpt (for an I3D file)
     bootstrap: int = 100            # bootstrap rounds for the intervals (0: none)
     kvd_subsets: int = 100
@@ -150,12 +150,29 @@ def load_source(source: str | Path, options: EvalOptions, *, captions: list[str]
 # ------------------------------------------------------------------------------------------ features
 
 
+def download_cached(url: str, cache_dir: Path | None = None) -> Path:
+    """Fetch `url` once into the cache (default ~/.cache/kinema/downloads) and return the local file."""
+    from urllib.error import URLError
+
+    cache_dir = cache_dir or Path.home() / ".cache" / "kinema" / "downloads"
+    target = cache_dir / Path(url.split("?")[0]).name
+    if not target.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, str(target), progress=False)
+        except (URLError, OSError, ValueError) as error:
+            raise KinemaError(f"cannot download {url}: {str(error).splitlines()[0]}") from None
+    return target
+
+
 def load_extractor(options: EvalOptions):
     """The feature extractor named by `options.features`."""
     from kinema.metrics.features import I3DFeatures, KinemaVideoFeatures
 
     if options.features == "kinema":
         return KinemaVideoFeatures()
+    if options.features.startswith(("http://", "https://")):
+        return I3DFeatures(download_cached(options.features), options.i3d_preset, device=options.device)
     path = Path(options.features)
     if path.is_file():
         return I3DFeatures(path, options.i3d_preset, device=options.device)

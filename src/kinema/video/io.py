@@ -102,13 +102,7 @@ def read_video(
     path: str | os.PathLike, num_frames: int | None = None, start: int = 0
 ) -> tuple[Tensor, float]:
     """Decode frames `start .. start + num_frames` (all by default): (clip `[C, T, H, W]` in [-1, 1], fps)."""
-    path = Path(path)
-    if not path.exists():
-        raise KinemaError(f"video file not found: {path}")
-    if not path.is_file():
-        raise KinemaError(f"not a video file: {path}")
-    if path.stat().st_size == 0:
-        raise KinemaError(f"video file is empty: {path}")
+    path = _checked_file(path)
     if start < 0 or (num_frames is not None and num_frames < 1):
         raise KinemaError(
             f"{path}: need start >= 0 and num_frames >= 1, got start={start}, num_frames={num_frames}"
