@@ -100,3 +100,15 @@ def test_keyboard_interrupt_saves_a_checkpoint_to_resume_from(tiny_config, text_
         trainer.train()
     assert latest_checkpoint(config.train.output_dir).name == "step_0000003"
     assert Trainer(config, resume=True, text_encoder=text_encoder, progress=False).step == 3
+
+
+def test_checkpoint_files_are_readable_like_ordinary_files(tiny_config, text_encoder):
+    import os
+    import stat
+
+    path = Trainer(tiny_config("train.steps=1"), text_encoder=text_encoder, progress=False).train()
+    mask = os.umask(0)
+    os.umask(mask)
+    for file in [path, *path.iterdir()]:
+        expected = (0o777 if file.is_dir() else 0o666) & ~mask
+        assert stat.S_IMODE(file.stat().st_mode) == expected, file

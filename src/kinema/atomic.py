@@ -42,10 +42,12 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
         yield tmp
+        mask = _umask()
         for file in tmp.iterdir():
             with open(file, "rb") as handle:
                 os.fsync(handle.fileno())
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+            os.chmod(file, 0o666 & ~mask)  # some writers (safetensors) create 0600 files
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
