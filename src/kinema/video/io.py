@@ -107,25 +107,13 @@ def read_video(
         raise KinemaError(
             f"{path}: need start >= 0 and num_frames >= 1, got start={start}, num_frames={num_frames}"
         )
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise KinemaError(f"no video stream in {path}")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            frames, seen = _decode_rgb(container, stream, start, num_frames)
-            tagged = _tagged_size(container.metadata)
-            is_gif = stream.codec_context.name == "gif"
-            rate = stream.average_rate or stream.guessed_rate
-        fps = _gif_fps(path) if is_gif else float(rate or 0)
-    except av.FFmpegError as err:
-        raise KinemaError(f"cannot decode video file {path}: {err.strerror}") from err
+    with _open_stream(path) as (container, stream, fps):
+        frames, seen = _decode_rgb(container, stream, start, num_frames)
+        tagged = _tagged_size(container.metadata)
     if not frames:
         raise KinemaError(f"{path}: start={start} but the video has {seen} frames")
     if num_frames is not None and len(frames) < num_frames:
         raise KinemaError(f"{path}: asked for {num_frames} frames from {start}, but the video has {seen}")
-    if fps <= 0:
-        raise KinemaError(f"{path}: the container does not say its frame rate")
     clip = np.stack(frames)
     if tagged is not None and tagged[0] <= clip.shape[1] and tagged[1] <= clip.shape[2]:
         clip = clip[:, : tagged[0], : tagged[1]]
