@@ -9,6 +9,7 @@ plus seconds per generated video. Run:
 
     python benchmarks/shipped_model_quality.py                      # the model Kinema ships
     python benchmarks/shipped_model_quality.py --checkpoint runs/balls/checkpoints/step_0006000 --guidance 2 4 6
+    python benchmarks/shipped_model_quality.py --direction-guidance 0 1 2 4       # steer by the prompt's motion words
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def prompt_suite() -> list[dict]:
     return suite
 
 
+def family_of(want: dict) -> str:
+    """The family of a suite entry: colour (one ball), count (two balls) or direction."""
+    return "count" if want["count"] == 2 else "direction" if "direction" in want else "colour"
+
+
 def score_video(video: torch.Tensor, want: dict) -> dict:
     tracks = track_balls(video)
     identity = identity_scores(tracks)
@@ -52,21 +58,22 @@ def score_video(video: torch.Tensor, want: dict) -> dict:
     return row
 
 
-def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: str, seeds: int) -> dict:
+def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: str, seeds: int,
+             suite: list[dict] | None = None, direction_guidance: float | None = None) -> dict:
     rows, seconds = [], []
-    for want in prompt_suite():
+    for want in suite or prompt_suite():
         started = time.perf_counter()
         videos = pipe([want["prompt"]] * seeds, guidance=guidance, steps=steps, sampler=sampler, seed=0,
-                      progress=False)
+                      direction_guidance=direction_guidance, progress=False)
         seconds.append((time.perf_counter() - started) / seeds)
-        rows += [{"family": "count" if want["count"] == 2 else "direction" if "direction" in want else "colour",
-                  **score_video(v, want)} for v in videos]
+        rows += [{"family": family_of(want), **score_video(v, want)} for v in videos]
 
     def mean(key, family=None):
         values = [r[key] for r in rows if key in r and (family is None or r["family"] == family)]
         return float(np.nanmean(values)) if values else float("nan")
 
-    return {"guidance": guidance, "steps": steps, "sampler": sampler, "videos": len(rows),
+    direction_guidance = pipe.config.sample.direction_guidance if direction_guidance is None else direction_guidance
+    return {"guidance": guidance, "direction_guidance": direction_guidance, "steps": steps, "sampler": sampler, "videos": len(rows),
             "colour_accuracy": mean("colour_ok"), "two_ball_count_accuracy": mean("count_ok", "count"),
             "one_ball_count_accuracy": mean("count_ok", "colour"), "direction_accuracy": mean("direction_ok"),
             "count_constancy": mean("count_constancy"), "color_constancy": mean("color_constancy"),
@@ -77,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="model directory (default: the shipped model)")
     parser.add_argument("--guidance", type=float, nargs="+", default=[None])
+    parser.add_argument("--direction-guidance", type=float, nargs="+", default=[None])
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--sampler", default=None)
     parser.add_argument("--seeds", type=int, default=4, help="videos per prompt")
@@ -85,7 +93,8 @@ def main() -> None:
     pipe = TextToVideoPipeline.from_pretrained(args.checkpoint)
     defaults = pipe.config.sample
     results = [evaluate(pipe, defaults.guidance if g is None else g, args.steps or defaults.steps,
-                        args.sampler or defaults.sampler, args.seeds) for g in args.guidance]
+                        args.sampler or defaults.sampler, args.seeds, direction_guidance=d)
+               for g in args.guidance for d in args.direction_guidance]
     keys = [k for k in results[0] if k not in ("sampler", "videos")]
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))

@@ -13,7 +13,9 @@ first) so that load on the machine hits both alike. Measured per model:
 
 Kinema's U-Net runs behind a 2x2 space-to-depth stem (configs/balls.yaml, patch_size 2), diffusers'
 at full resolution; `--diffusers-patch 2` gives diffusers the same stem to separate the two effects.
-diffusers' network gets t * 999 as its timestep; its output is read as a v-prediction (only timing matters).
+diffusers' network (configs/balls_diffusers_unet3d.yaml) runs behind Kinema's adapter
+(kinema.models.diffusers_unet3d), which gives it t * 999 as its timestep; its output is read as a
+v-prediction (only timing matters).
 
     python benchmarks/unet_vs_diffusers.py                        # full run: table + JSON
     python benchmarks/unet_vs_diffusers.py --steps 2 --warmup 1 --sample-steps 2 --videos 1   # smoke test
@@ -29,12 +31,11 @@ import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import diffusers
 import torch
-from diffusers import UNet3DConditionModel
-from einops import rearrange
 
 from kinema.conditioning.conditioning import Conditioning
 from kinema.config import load_config
@@ -47,35 +48,22 @@ TEXT_TOKENS, TEXT_DIM = 12, 384
 GUIDANCE = 4.0
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, KiB on Linux
 
-# Matched to Kinema's balls model (widths 48-96-96, 1 res block per level, 4 heads, cross-attention on the two
-# lower levels): 4.67M parameters against Kinema's 4.80M. diffusers reads attention_head_dim as the head count.
-DIFFUSERS_CONFIG = dict(
-    block_out_channels=(40, 80, 80),
-    layers_per_block=1,
-    attention_head_dim=4,
-    norm_num_groups=8,
-    cross_attention_dim=TEXT_DIM,
-    down_block_types=("DownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D"),
-    up_block_types=("CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "UpBlock3D"),
-)
-
 
 def build(name: str, args: argparse.Namespace):
     """The model called `name` and an adapter `fn(x, t [B] in [0, 1], text, mask) -> output like x`."""
     torch.manual_seed(0)
+    model = build_model(*model_config(name, args))
+    return model, lambda x, t, text, mask: model(x, t, Conditioning(text=text, text_mask=mask))
+
+
+def model_config(name: str, args: argparse.Namespace) -> tuple[str, object]:
+    """Registry name and model config of `name`: configs/balls.yaml, or the parameter-matched diffusers U-Net."""
     if name == "kinema":
         config = load_config(ROOT / "configs" / "balls.yaml")
-        model = build_model(config.model_name, config.model)
-        return model, lambda x, t, text, mask: model(x, t, Conditioning(text=text, text_mask=mask))
-    p = args.diffusers_patch
-    unet = UNet3DConditionModel(in_channels=3 * p * p, out_channels=3 * p * p, **DIFFUSERS_CONFIG)
-
-    def forward(x, t, text, mask):
-        h = rearrange(x, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p)
-        out = unet(h, t * 999, encoder_hidden_states=text).sample
-        return rearrange(out, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
-
-    return unet, forward
+    else:
+        config = load_config(ROOT / "configs" / "balls_diffusers_unet3d.yaml",
+                             [f"model.patch_size={args.diffusers_patch}"])
+    return config.model_name, config.model
 
 
 def synchronize(device: torch.device) -> None:
@@ -239,7 +227,7 @@ def main() -> None:
         print(f"warning: parameter counts differ by more than 10% ({results['ratio']['params']:.2f}x)", file=sys.stderr)
     settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
     report = {"machine": machine_info(torch.device(args.device)), "settings": settings,
-              "diffusers_config": DIFFUSERS_CONFIG, **results}
+              "diffusers_config": asdict(model_config("diffusers", args)[1]), **results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -79,6 +79,14 @@ def test_bad_config_value(tmp_path):
     assert_one_line_error(*run("train", "configs/balls.yaml", "model.attention=[none,bogus,joint]"), "bogus")
 
 
+def test_init_from_a_missing_or_unfitting_model(tmp_path, checkpoint):
+    out = f"train.output_dir={tmp_path / 'run'}"
+    assert_one_line_error(*run("train", "configs/balls.yaml", f"train.init_from={tmp_path / 'nowhere'}", out),
+                          "nowhere")
+    assert_one_line_error(*run("train", "configs/balls.yaml", f"train.init_from={checkpoint}", out),
+                          "train.init_from")
+
+
 def test_resume_without_checkpoint(tmp_path):
     assert_one_line_error(*run("train", "configs/balls.yaml", f"train.output_dir={tmp_path}", "--resume"),
                           "no checkpoint")
@@ -95,6 +103,20 @@ def test_bad_generate_options(tmp_path, checkpoint):
     assert_one_line_error(*run("generate", "x", "-c", checkpoint, "--sampler", "magic"), "magic")
     assert_one_line_error(*run("generate", "x", "-c", checkpoint, "--format", "avi"), "--format")
     assert_one_line_error(*run("generate", "x", "-c", checkpoint, "-o", tmp_path / "x.bmp", "--steps", 1), ".bmp")
+    assert_one_line_error(*run("generate", "x", "-c", checkpoint, "--direction-guidance", -1), "direction guidance")
+
+
+def test_direction_guidance_changes_only_prompts_with_direction_words(tmp_path, checkpoint):
+    videos = {}
+    for prompt in ("a ball", "a ball to the left"):
+        for weight in (0, 50):
+            path = tmp_path / f"{len(videos)}.gif"
+            code, output = run("generate", prompt, "-o", path, "-c", checkpoint, "--steps", 2, "--scale", 1,
+                               "--direction-guidance", weight)
+            assert code == 0, output
+            videos[prompt, weight] = read_video(path)[0]
+    assert torch.equal(videos["a ball", 0], videos["a ball", 50])
+    assert not torch.equal(videos["a ball to the left", 0], videos["a ball to the left", 50])
 
 
 def test_console_script_reports_errors_without_traceback(tmp_path):

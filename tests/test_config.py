@@ -25,6 +25,8 @@ def test_round_trip_through_dict():
     ("train.batch_size=1.5", "train.batch_size"), ("train.mixed_precision=fp8", "fp8"),
     ("model.channel_mult=[1,2]", "model.attention"), ("data.max_balls=99", "max_balls"),
     ("sample.sampler=nope", "sample.sampler"), ("train.steps=0", "train.steps"),
+    ("train.time_limit_minutes=-1", "train.time_limit_minutes"),
+    ("sample.direction_guidance=-0.5", "sample.direction_guidance"),
 ])
 def test_bad_keys_and_values_name_the_key(override, key):
     with pytest.raises(KinemaError, match=key.replace(".", r"\.").replace("[", r"\[")):

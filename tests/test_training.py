@@ -112,3 +112,13 @@ def test_checkpoint_files_are_readable_like_ordinary_files(tiny_config, text_enc
     for file in [path, *path.iterdir()]:
         expected = (0o777 if file.is_dir() else 0o666) & ~mask
         assert stat.S_IMODE(file.stat().st_mode) == expected, file
+
+
+def test_time_limit_stops_with_a_checkpoint_to_resume_from(tiny_config, text_encoder):
+    config = tiny_config("train.steps=50", "train.checkpoint_every=100", "train.time_limit_minutes=0.0001")
+    trainer = Trainer(config, text_encoder=text_encoder, progress=False)
+    checkpoint = trainer.train()
+    assert 1 <= trainer.step < 50 and checkpoint.name == f"step_{trainer.step:07d}"
+    resumed = Trainer(tiny_config("train.steps=50", "train.checkpoint_every=100", "train.time_limit_minutes=0.0001"),
+                      resume=True, text_encoder=text_encoder, progress=False)
+    assert resumed.step == trainer.step

@@ -40,8 +40,8 @@ def _device(name: str) -> str:
 
 
 def _generate(checkpoint: Path | None, prompts: list[str], output: Path, format: str | None, sheet: Path | None,
-              seed: int, num_frames: int | None, steps: int | None, sampler: str | None, guidance: float | None,
-              scale: int, fps: float | None, device: str) -> None:
+              scale: int, fps: float | None, device: str, **sampling) -> None:
+    """Sample `prompts` (`sampling`: the pipeline's keyword options) and write the videos."""
     from kinema.pipelines.text_to_video import TextToVideoPipeline
     from kinema.video import VIDEO_FORMATS, format_from_path
 
@@ -52,7 +52,7 @@ def _generate(checkpoint: Path | None, prompts: list[str], output: Path, format:
     if scale < 1:
         raise KinemaError(f"--scale must be at least 1, got {scale}")
     pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device))
-    videos = pipe(prompts, seed=seed, num_frames=num_frames, steps=steps, sampler=sampler, guidance=guidance)
+    videos = pipe(prompts, **sampling)
     for path in pipe.save(videos, output, format=format, sheet=sheet, fps=fps, scale=scale):
         typer.echo(f"wrote {path}")
 
@@ -64,6 +64,8 @@ FRAMES = typer.Option(None, "--num-frames", help="frames to generate (default: t
 STEPS = typer.Option(None, "--steps", help="sampler steps (default: the model's config)")
 SAMPLER = typer.Option(None, "--sampler", help="ddpm | ddim | dpmpp_2m | euler | heun")
 GUIDANCE = typer.Option(None, "--guidance", help="classifier-free guidance scale (1 = off)")
+DIRECTION = typer.Option(None, "--direction-guidance", help="steer prompts with direction words ('to the left') "
+                         "their way (0 = off; default: the model's config)")
 SCALE = typer.Option(8, "--scale", help="nearest-neighbour upscaling of the written video")
 FPS = typer.Option(None, "--fps", help="frame rate of the written video")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
@@ -78,11 +80,12 @@ def generate(
                                               "(default: the model Kinema ships)"),
     format: Optional[str] = FORMAT, sheet: Optional[Path] = SHEET, seed: int = SEED,
     num_frames: Optional[int] = FRAMES, steps: Optional[int] = STEPS, sampler: Optional[str] = SAMPLER,
-    guidance: Optional[float] = GUIDANCE, scale: int = SCALE, fps: Optional[float] = FPS, device: str = DEVICE,
+    guidance: Optional[float] = GUIDANCE, direction_guidance: Optional[float] = DIRECTION, scale: int = SCALE,
+    fps: Optional[float] = FPS, device: str = DEVICE,
 ):
     """Generate a video from a text prompt (with the shipped model unless --checkpoint is given)."""
-    _generate(checkpoint, [prompt], output, format, sheet, seed, num_frames, steps, sampler, guidance, scale, fps,
-              device)
+    _generate(checkpoint, [prompt], output, format, sheet, scale, fps, device, seed=seed, num_frames=num_frames,
+              steps=steps, sampler=sampler, guidance=guidance, direction_guidance=direction_guidance)
 
 
 @app.command()
@@ -94,14 +97,15 @@ def sample(
                                                "checkpoint's sample.prompts)"),
     format: Optional[str] = FORMAT, sheet: Optional[Path] = SHEET, seed: int = SEED,
     num_frames: Optional[int] = FRAMES, steps: Optional[int] = STEPS, sampler: Optional[str] = SAMPLER,
-    guidance: Optional[float] = GUIDANCE, scale: int = SCALE, fps: Optional[float] = FPS, device: str = DEVICE,
+    guidance: Optional[float] = GUIDANCE, direction_guidance: Optional[float] = DIRECTION, scale: int = SCALE,
+    fps: Optional[float] = FPS, device: str = DEVICE,
 ):
     """Sample videos from any checkpoint."""
     from kinema.models.pretrained import read_config
 
     prompts = prompt or read_config(checkpoint)[0].sample.prompts
-    _generate(checkpoint, prompts, output, format, sheet, seed, num_frames, steps, sampler, guidance, scale, fps,
-              device)
+    _generate(checkpoint, prompts, output, format, sheet, scale, fps, device, seed=seed, num_frames=num_frames,
+              steps=steps, sampler=sampler, guidance=guidance, direction_guidance=direction_guidance)
 
 
 @app.command()

@@ -52,6 +52,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     keep_checkpoints: int = 2          # older checkpoints are deleted
     output_dir: str = "runs/balls"
+    init_from: str = ""                # fine-tune: start from this model/checkpoint directory's (EMA) weights
+    time_limit_minutes: float = 0.0    # stop (with a checkpoint) after this much training time (0 = no limit)
 
 
 @dataclass
@@ -61,6 +63,7 @@ class SampleConfig:
     sampler: str = "dpmpp_2m"          # ddpm | ddim | dpmpp_2m | euler | heun
     steps: int = 25
     guidance: float = 4.0              # classifier-free guidance scale (1 = off)
+    direction_guidance: float = 0.0    # push toward the direction of a prompt's motion words (0 = off)
     fps: float = 8.0
     prompts: list[str] = field(default_factory=lambda: ["a red ball bounces to the left",
                                                          "a green ball and a blue ball bounce"])
@@ -178,6 +181,10 @@ def _check_choices(config: Config) -> None:
     for key in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
         if getattr(config.train, key) < 1:
             raise KinemaError(f"config key 'train.{key}' must be at least 1")
+    for key, value in (("train.time_limit_minutes", config.train.time_limit_minutes),
+                       ("sample.direction_guidance", config.sample.direction_guidance)):
+        if value < 0:
+            raise KinemaError(f"config key '{key}' must be at least 0, got {value}")
 
 
 def _merge_overrides(values, overrides: list[str]) -> dict:

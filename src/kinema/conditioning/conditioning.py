@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -18,6 +18,7 @@ class Conditioning:
     frames:      [B, C, T, H, W] known frames (values where `frame_mask` is True)
     frame_mask:  [B, T] bool, True for frames that are given
     fps:         [B] float frames per second
+    motion:      [B, 2] float overall direction (x right, y down), e.g. from prompt words (motion_words.py)
     """
 
     text: Tensor | None = None
@@ -26,6 +27,7 @@ class Conditioning:
     frames: Tensor | None = None
     frame_mask: Tensor | None = None
     fps: Tensor | None = None
+    motion: Tensor | None = None
 
     def present(self) -> set[str]:
         """Names of the fields that are set."""
@@ -41,10 +43,6 @@ class Conditioning:
                 value = value.to(device=device, dtype=cast)
             moved[f.name] = value
         return Conditioning(**moved)
-
-    def without_text(self) -> Conditioning:
-        """The same conditioning with the text removed (the unconditional branch of CFG)."""
-        return replace(self, text=None, text_mask=None)
 
     def repeat(self, n: int) -> Conditioning:
         """Repeat every field `n` times along the batch dimension."""

@@ -1,6 +1,7 @@
 """Diffusion: noise schedules, model parameterisations, the training loss, samplers and guidance."""
 
-from kinema.diffusion.guidance import batched_classifier_free_guidance, classifier_free_guidance, gradient_guidance
+from kinema.diffusion.guidance import (batched_classifier_free_guidance, classifier_free_guidance, gradient_guidance,
+                                       reconstruction_guidance)
 from kinema.diffusion.loss import DiffusionLoss
 from kinema.diffusion.parameterization import PREDICTIONS, to_x0_eps, training_target, x0_denoiser
 from kinema.diffusion.samplers import SAMPLERS, get_sampler
@@ -18,6 +19,7 @@ __all__ = [
     "classifier_free_guidance",
     "get_sampler",
     "gradient_guidance",
+    "reconstruction_guidance",
     "to_x0_eps",
     "training_target",
     "x0_denoiser",

@@ -3,7 +3,8 @@
 Classifier-free guidance (Ho & Salimans 2022) mixes a conditional and an unconditional
 estimate, x0_hat = u + scale (c - u); it comes as two functions or as one batched call
 of 2B rows. Gradient guidance nudges x0_hat down the gradient of a differentiable energy
-(trajectory, physics, smoothness). Wrappers compose: guide a guided denoiser again.
+(trajectory, physics, smoothness), taken at x0_hat or back through the network to x_t.
+Wrappers compose: guide a guided denoiser again.
 """
 
 from collections.abc import Callable
@@ -60,5 +61,24 @@ def gradient_guidance(denoise_fn: DenoiseFn, energy_fn: Callable[[Tensor], Tenso
             point = x0.detach().requires_grad_(True)
             (gradient,) = torch.autograd.grad(energy_fn(point).sum(), point)
         return x0 - weight * gradient
+
+    return guided
+
+
+def reconstruction_guidance(denoise_fn: DenoiseFn, energy_fn: Callable[[Tensor], Tensor], weight: float) -> DenoiseFn:
+    """x0_hat - weight * grad_{x_t} E(x0_hat(x_t)): the energy's gradient taken back through the denoiser.
+
+    Reconstruction guidance (Ho et al. 2022, "Video diffusion models", sec. 3.1) and the forward guidance of
+    universal guidance (Bansal et al. 2023, sec. 3.1): the push lies along directions the network can follow,
+    so the video stays one the model would draw, at the price of a backward pass per step. Use it where
+    `gradient_guidance`'s pixel-space push would paint the change in (moving a whole object, not sharpening it).
+    """
+
+    def guided(x_t: Tensor, t: Tensor) -> Tensor:
+        with torch.enable_grad():
+            point = x_t.detach().requires_grad_(True)
+            x0 = denoise_fn(point, t)
+            (gradient,) = torch.autograd.grad(energy_fn(x0).sum(), point)
+        return x0.detach() - weight * gradient
 
     return guided

@@ -61,12 +61,33 @@ def load_weights(file: Path) -> dict[str, torch.Tensor]:
         raise KinemaError(f"corrupt checkpoint weights {file}: {str(error).splitlines()[0]}") from None
 
 
+def weights_file(path: Path, prefer_ema: bool = True) -> Path:
+    """The EMA weights of a checkpoint when present (and preferred), else its model weights."""
+    return path / EMA_WEIGHTS_FILE if prefer_ema and (path / EMA_WEIGHTS_FILE).is_file() else path / WEIGHTS_FILE
+
+
+def init_from_pretrained(model: nn.Module, path: str | Path) -> list[str]:
+    """Start `model` from the (EMA) weights of a model or checkpoint directory, to fine-tune it; returns the names
+    of the model's tensors the file lacks (new layers, which keep their initialisation). A weight the model does not
+    have, or has in another shape, is an error."""
+    path = Path(path)
+    read_config(path)
+    file = weights_file(path)
+    state, own = load_weights(file), model.state_dict()
+    foreign = [k for k in state if k not in own or state[k].shape != own[k].shape]
+    if foreign:
+        raise KinemaError(f"config key 'train.init_from': {len(foreign)} weight(s) in {file} do not fit the model "
+                          f"(e.g. '{foreign[0]}'); change the model config to match it")
+    model.load_state_dict(state, strict=False)
+    return [k for k in own if k not in state]
+
+
 def load_pretrained(path: str | Path, prefer_ema: bool = True) -> tuple[nn.Module, Config, dict]:
     """Build the model recorded in `path/config.json` and load its (EMA, when present) weights."""
     path = Path(path)
     config, metadata = read_config(path)
     model = build_model(config.model_name, config.model)
-    file = path / EMA_WEIGHTS_FILE if prefer_ema and (path / EMA_WEIGHTS_FILE).is_file() else path / WEIGHTS_FILE
+    file = weights_file(path, prefer_ema)
     state = load_weights(file)
     try:
         model.load_state_dict(state)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from kinema.models.diffusers_unet3d import DiffusersUNet3D
 from kinema.models.inflate import InflatedUNet
 from kinema.models.video_dit import VideoDiT
 from kinema.models.video_unet import VideoUNet
@@ -12,6 +13,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "video_unet": VideoUNet,
     "video_dit": VideoDiT,
     "inflated_unet": InflatedUNet,
+    "diffusers_unet3d": DiffusersUNet3D,
 }
 
 

@@ -6,7 +6,8 @@ temporal kernels; attention levels follow the factorized space-time design of Vi
 Models (Ho et al. 2022): spatial (or joint) self-attention, text cross-attention, temporal
 self-attention with rotary frame positions. An optional space-to-depth stem (`patch_size`, as in
 "simple diffusion", Hoogeboom et al. 2023) runs the whole U-Net at lower resolution, which is where
-CPU time goes. The noise level may differ per frame (t is [B] or [B, T]).
+CPU time goes. The noise level may differ per frame (t is [B] or [B, T]); with `motion`, an overall
+direction (`Conditioning.motion`) joins it as a per-frame embedding (chapter 11.3).
 
 Other choices swap in full 3D / pseudo-3D / depthwise-separable convolutions (`conv`), parallel,
 interleaved, axial or windowed attention (`attention`), causal or local temporal masks and multi-scale
@@ -27,7 +28,7 @@ from torch.utils.checkpoint import checkpoint
 from kinema.conditioning.conditioning import Conditioning
 from kinema.nn.attention import TEMPORAL_MASKS, VideoTransformerBlock
 from kinema.nn.conv import CONV_KINDS, SpatialConv, video_conv
-from kinema.nn.embeddings import NoiseLevelEmbedding
+from kinema.nn.embeddings import DirectionEmbedding, NoiseLevelEmbedding
 from kinema.nn.recurrent import RECURRENT_KINDS, recurrent_block
 
 ATTENTION_KINDS = ("none", "temporal", "spatial", "joint", "parallel", "interleaved", "axial", "windowed")
@@ -45,6 +46,7 @@ class VideoUNetConfig:
     attention: tuple[str, ...] = ("none", "temporal", "spatial")  # attention kind per level
     heads: int = 4                                    # attention heads
     text_dim: int = 384                               # text token width; 0 for an unconditional model
+    motion: bool = False                              # also read cond.motion, an overall [B, 2] direction
     temporal_kernel_size: int = 3                     # k_t of the video convolutions
     norm_groups: int = 8                              # GroupNorm groups
     conv: str = "factorized"                          # factorized | full3d | p3d_a | p3d_b | p3d_c | depthwise3d
@@ -170,16 +172,17 @@ class VideoUNet(nn.Module):
     """Text-conditioned video U-Net: `model(x [B,C,T,H,W], t [B] or [B,T], cond) -> output like x`."""
 
     config_class = VideoUNetConfig
-    conditioning_fields = frozenset({"text", "text_mask"})
     supports_gradient_checkpointing = True
 
     def __init__(self, config: VideoUNetConfig):
         super().__init__()
         self.config = config
+        self.conditioning_fields = frozenset({"text", "text_mask"} | ({"motion"} if config.motion else set()))
         self.gradient_checkpointing = False
         widths = [config.channels * m for m in config.channel_mult]
         emb_dim = 4 * config.channels
         self.noise_embed = NoiseLevelEmbedding(emb_dim)
+        self.direction_embed = DirectionEmbedding(emb_dim) if config.motion else None
         self.text_pool = nn.Linear(config.text_dim, emb_dim) if config.text_dim else None
         pixels = config.in_channels * config.patch_size ** 2
         self.conv_in = SpatialConv(pixels, widths[0], 3)
@@ -245,6 +248,8 @@ class VideoUNet(nn.Module):
             raise ValueError("this VideoUNet is text-conditioned: cond.text is required (encode '' for unconditional)")
         if cond.text is not None and cond.text.shape[-1] != self.config.text_dim:
             raise ValueError(f"text tokens have width {cond.text.shape[-1]} but the model expects {self.config.text_dim}")
+        if cond.motion is not None and cond.motion.shape[1:] != (2,):
+            raise ValueError(f"cond.motion must be [B, 2] (x, y direction), got {list(cond.motion.shape)}")
 
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning | None = None) -> Tensor:
         cond = cond or Conditioning()
@@ -266,6 +271,9 @@ class VideoUNet(nn.Module):
             weights = torch.ones(text.shape[:2], device=x.device) if text_mask is None else text_mask.float()
             pooled = (text * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
             emb = emb + self.text_pool(pooled)[:, None]
+        if self.direction_embed is not None:  # no direction given reads as (0, 0), what prompts without one get
+            direction = x.new_zeros(b, 2) if cond.motion is None else cond.motion.to(x.dtype)
+            emb = emb + self.direction_embed(direction, frames)
 
         h = self.conv_in(rearrange(x, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p))
         skips = [h]

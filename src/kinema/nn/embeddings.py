@@ -30,6 +30,24 @@ class NoiseLevelEmbedding(nn.Module):
         return self.mlp(sinusoidal_embedding(t * 1000.0, self.frequency_dim))
 
 
+class DirectionEmbedding(nn.Module):
+    """Per-frame embedding of an overall direction d [B, 2] (chapter 11.3 direction control): an MLP on (d, tau_t d),
+    tau_t in [-1, 1] the frame's place in the clip, so every frame is told how far along d it should be. The last
+    layer starts at zero: adding the embedding to a trained model changes nothing until it learns to use it."""
+
+    def __init__(self, dim: int, directions: int = 2):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2 * directions, dim), nn.SiLU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, direction: Tensor, frames: int) -> Tensor:
+        """direction [B, directions] -> [B, frames, dim]."""
+        tau = torch.linspace(-1.0, 1.0, frames, device=direction.device) if frames > 1 else direction.new_zeros(1)
+        steady = direction[:, None, :].expand(-1, frames, -1)
+        return self.mlp(torch.cat([steady, steady * tau[None, :, None].to(direction.dtype)], dim=-1))
+
+
 class RotaryEmbedding1d(nn.Module):
     """Rotary position embedding along one axis (RoFormer, Su et al. 2021) for attention over frames."""
 

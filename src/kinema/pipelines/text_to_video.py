@@ -9,9 +9,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.motion_words import motion_from_prompts
+from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
 from kinema.config import Config
-from kinema.diffusion import batched_classifier_free_guidance, build_schedule, get_sampler, x0_denoiser
+from kinema.control.direction import direction_energy
+from kinema.diffusion import (batched_classifier_free_guidance, build_schedule, get_sampler, reconstruction_guidance,
+                              x0_denoiser)
 from kinema.errors import KinemaError
 from kinema.models.pretrained import load_pretrained
 from kinema.video import write_contact_sheet, write_video
@@ -46,21 +50,28 @@ class TextToVideoPipeline:
         if not self.uses_text:
             return Conditioning()
         texts = prompts + [negative_prompt] * len(prompts) if guided else prompts
-        tokens, mask = self.text_encoder.encode(texts)
-        return Conditioning(text=tokens, text_mask=mask).to(self.device)
+        fields = getattr(self.model, "conditioning_fields", frozenset())
+        return prompt_conditioning(texts, self.text_encoder, fields).to(self.device)
 
     @torch.no_grad()
     def __call__(self, prompts: str | list[str], *, num_frames: int | None = None, steps: int | None = None,
-                 sampler: str | None = None, guidance: float | None = None, seed: int = 0,
-                 negative_prompt: str = "", progress: bool = True) -> Tensor:
-        """Generate one video per prompt; unset options take the model config's `sample` defaults."""
+                 sampler: str | None = None, guidance: float | None = None, direction_guidance: float | None = None,
+                 seed: int = 0, negative_prompt: str = "", progress: bool = True) -> Tensor:
+        """Generate one video per prompt; unset options take the model config's `sample` defaults.
+
+        `direction_guidance` > 0 steers prompts with motion words ("to the left") along their direction by
+        reconstruction guidance with a direction energy (kinema.control.direction); it costs a backward pass per
+        step for those prompts."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         defaults = self.config.sample
         steps = steps or defaults.steps
         guidance = defaults.guidance if guidance is None else guidance
+        direction_guidance = defaults.direction_guidance if direction_guidance is None else direction_guidance
         sample_fn = get_sampler(sampler or defaults.sampler)
         if steps < 1:
             raise KinemaError(f"steps must be at least 1, got {steps}")
+        if direction_guidance < 0:
+            raise KinemaError(f"direction guidance must be at least 0, got {direction_guidance}")
         frames = num_frames or self.config.data.num_frames
         if frames < 1:
             raise KinemaError(f"num_frames must be at least 1, got {frames}")
@@ -75,6 +86,9 @@ class TextToVideoPipeline:
         denoise = x0_denoiser(lambda x, t: self.model(x, t, cond), self.schedule, prediction)
         if guided:
             denoise = batched_classifier_free_guidance(denoise, guidance)
+        directions = motion_from_prompts(prompts).to(self.device)
+        if direction_guidance > 0 and directions.any():
+            denoise = reconstruction_guidance(denoise, direction_energy(directions), direction_guidance)
         with tqdm(total=steps, desc="sampling", unit="step", disable=not progress, leave=False) as bar:
             video = sample_fn(denoise, noise, self.schedule, steps, generator=generator,
                               callback=lambda *_: bar.update(1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
 from kinema.config import Config
 from kinema.data.buckets import BucketBatchSampler
@@ -26,6 +28,7 @@ from kinema.data.registry import build_dataset
 from kinema.data.sampler import ResumableBatchSampler, ResumableRandomSampler
 from kinema.diffusion import DiffusionLoss, build_schedule
 from kinema.errors import KinemaError
+from kinema.models.pretrained import init_from_pretrained
 from kinema.models.registry import build_model
 from kinema.training.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from kinema.training.samples import write_samples
@@ -57,6 +60,10 @@ class Trainer:
         self.output_dir = Path(train.output_dir)
         torch.manual_seed(train.seed)
         self.model = build_model(config.model_name, config.model)
+        if train.init_from and not resume:
+            new = init_from_pretrained(self.model, train.init_from)
+            self.accelerator.print(f"initialised from {train.init_from}" +
+                                   (f"; new: {', '.join(new)}" if new else ""))
         if train.gradient_checkpointing:
             if not getattr(self.model, "supports_gradient_checkpointing", False):
                 raise KinemaError(f"config key 'train.gradient_checkpointing': {config.model_name} does not support it")
@@ -107,15 +114,16 @@ class Trainer:
         return self.accelerator.prepare_data_loader(loader, device_placement=True)
 
     def _conditioning(self, batch: dict) -> Conditioning:
-        """Text (with caption dropout for guidance), plus class labels and fps when the model reads them."""
+        """Text (with caption dropout for guidance) and its motion words, plus class labels and fps when the model
+        reads them."""
         captions = list(batch["caption"])
         drop = torch.rand(len(captions), generator=self.generator) < self.config.train.caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
-        tokens, mask = self.text_encoder.encode(captions)
         fields = getattr(self.accelerator.unwrap_model(self.model), "conditioning_fields", frozenset())
         extra = {name: batch[key] for name, key in (("labels", "label"), ("fps", "fps"))
                  if name in fields and key in batch}
-        return Conditioning(text=tokens, text_mask=mask, **extra).to(self.accelerator.device)
+        cond = prompt_conditioning(captions, self.text_encoder, fields)
+        return replace(cond, **extra).to(self.accelerator.device)
 
     def _save(self) -> Path | None:
         self.accelerator.wait_for_everyone()
@@ -148,7 +156,8 @@ class Trainer:
         return loss.item(), grad_norm.item()
 
     def train(self, until_step: int | None = None) -> Path | None:
-        """Train until `config.train.steps` (or `until_step`); returns the last checkpoint written."""
+        """Train until `config.train.steps` (or `until_step`, or `train.time_limit_minutes`); returns the last
+        checkpoint written."""
         train = self.config.train
         last_step = min(train.steps, until_step or train.steps)
         writer = SummaryWriter(str(self.output_dir / "tensorboard")) if self.accelerator.is_main_process else None
@@ -156,6 +165,14 @@ class Trainer:
         bar = tqdm(total=last_step, initial=self.step, desc="training", unit="step",
                    disable=not (self.progress and self.accelerator.is_main_process))
         started, started_step = time.perf_counter(), self.step
+        limit = train.time_limit_minutes * 60
+
+        def out_of_time() -> bool:  # decided together, so that every process stops at the same step
+            if limit <= 0:
+                return False
+            late = torch.tensor(float(time.perf_counter() - started >= limit), device=self.accelerator.device)
+            return bool(self.accelerator.reduce(late, "max") > 0)
+
         try:
             for batch in self._loader():
                 if self.step >= last_step:
@@ -168,10 +185,13 @@ class Trainer:
                     for name, value in [("loss", loss), ("grad_norm", grad_norm), ("steps_per_second", rate),
                                         ("lr", learning_rate(self.config, self.step - 1))]:
                         writer.add_scalar(f"train/{name}", value, self.step)
-                if self.step % train.checkpoint_every == 0 or self.step == last_step:
+                stop = self.step == last_step or out_of_time()
+                if self.step % train.checkpoint_every == 0 or stop:
                     checkpoint = self._save() or checkpoint
                 if train.sample_every and self.step % train.sample_every == 0 and writer:
                     write_samples(self.ema.module, self.config, self.text_encoder, self.output_dir, self.step, writer)
+                if stop:
+                    break
         except KeyboardInterrupt:
             if self.step != self._saved_step:
                 checkpoint = self._save()
