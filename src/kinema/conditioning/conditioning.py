@@ -65,3 +65,16 @@ class Conditioning:
             else:
                 merged[f.name] = torch.cat(values, dim=0)
         return Conditioning(**merged)
+
+
+def check_conditioning(model: str, cond: Conditioning, fields: frozenset[str], text_required: bool,
+                       text_dim: int | None = None) -> None:
+    """The contract check every denoiser runs: a clear error on fields `model` cannot read, on missing text it
+    needs, and (when `text_dim` is given) on text tokens of the wrong width."""
+    unsupported = cond.present() - fields
+    if unsupported:
+        raise ValueError(f"{model} cannot use conditioning field(s): {', '.join(sorted(unsupported))}")
+    if text_required and cond.text is None:
+        raise ValueError(f"this {model} is text-conditioned: cond.text is required (encode '' for unconditional)")
+    if text_dim is not None and cond.text is not None and cond.text.shape[-1] != text_dim:
+        raise ValueError(f"text tokens have width {cond.text.shape[-1]} but the model expects {text_dim}")

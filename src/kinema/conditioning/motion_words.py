@@ -27,8 +27,8 @@ DIRECTION_PHRASES: tuple[tuple[str, tuple[float, float]], ...] = (
     ("upwards?", (0.0, -1.0)),
     ("downwards?", (0.0, 1.0)),
 )
-_PATTERN = re.compile(r"\b(" + "|".join(phrase for phrase, _ in DIRECTION_PHRASES) + r")\b", re.IGNORECASE)
-_VECTORS = [(re.compile(rf"^{phrase}$", re.IGNORECASE), vector) for phrase, vector in DIRECTION_PHRASES]
+_PATTERN = re.compile(r"\b(?:" + "|".join(f"(?P<d{i}>{phrase})" for i, (phrase, _) in enumerate(DIRECTION_PHRASES))
+                      + r")\b", re.IGNORECASE)
 
 
 def direction_from_prompt(prompt: str) -> tuple[float, float]:
@@ -37,7 +37,7 @@ def direction_from_prompt(prompt: str) -> tuple[float, float]:
     Opposite phrases cancel ("a red ball to the left and a blue ball to the right" has no net direction):
     the vector is the scene's overall motion, not a per-object trajectory.
     """
-    found = [next(v for pattern, v in _VECTORS if pattern.match(m.group(0))) for m in _PATTERN.finditer(prompt)]
+    found = [DIRECTION_PHRASES[int(m.lastgroup[1:])][1] for m in _PATTERN.finditer(prompt)]
     if not found:
         return 0.0, 0.0
     return sum(v[0] for v in found) / len(found), sum(v[1] for v in found) / len(found)

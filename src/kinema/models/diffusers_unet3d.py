@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from einops import rearrange
 from torch import Tensor, nn
 
-from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.conditioning import Conditioning, check_conditioning
 
 DOWN_BLOCKS = ("DownBlock3D", "CrossAttnDownBlock3D")
 UP_BLOCKS = ("UpBlock3D", "CrossAttnUpBlock3D")
@@ -77,15 +77,7 @@ class DiffusersUNet3D(nn.Module):
 
     def check_conditioning(self, cond: Conditioning) -> None:
         """Fail clearly on conditioning this model cannot use, or text it needs but did not get."""
-        unsupported = cond.present() - self.conditioning_fields
-        if unsupported:
-            raise ValueError(f"DiffusersUNet3D cannot use conditioning field(s): {', '.join(sorted(unsupported))}")
-        if cond.text is None:
-            raise ValueError("DiffusersUNet3D is text-conditioned: cond.text is required (encode '' for "
-                             "unconditional)")
-        if cond.text.shape[-1] != self.config.text_dim:
-            raise ValueError(f"text tokens have width {cond.text.shape[-1]} but the model expects "
-                             f"{self.config.text_dim}")
+        check_conditioning("DiffusersUNet3D", cond, self.conditioning_fields, True, self.config.text_dim)
 
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning | None = None) -> Tensor:
         cond = cond or Conditioning()

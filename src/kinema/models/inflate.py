@@ -19,7 +19,7 @@ from pathlib import Path
 from einops import rearrange
 from torch import Tensor, nn
 
-from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.conditioning import Conditioning, check_conditioning
 from kinema.errors import KinemaError
 from kinema.nn.attention import VideoTransformerBlock
 
@@ -118,12 +118,7 @@ class InflatedUNet(nn.Module):
     def check_conditioning(self, cond: Conditioning) -> None:
         """Fail clearly on conditioning this model cannot use, or text it needs but did not get."""
         fields = self.conditioning_fields if self.config.base == "unet2d_condition" else frozenset()
-        unsupported = cond.present() - fields
-        if unsupported:
-            raise ValueError(f"this InflatedUNet cannot use conditioning field(s): {', '.join(sorted(unsupported))}")
-        if fields and cond.text is None:
-            raise ValueError("this InflatedUNet is text-conditioned: cond.text is required (encode '' for "
-                             "unconditional)")
+        check_conditioning("InflatedUNet", cond, fields, text_required=bool(fields))
 
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning | None = None) -> Tensor:
         cond = cond or Conditioning()

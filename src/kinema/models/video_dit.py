@@ -19,7 +19,7 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.conditioning import Conditioning, check_conditioning
 from kinema.nn.attention import TEMPORAL_MASKS, Attention, temporal_mask
 from kinema.nn.embeddings import LearnedPositionEmbedding3d, NoiseLevelEmbedding, sincos_position_embedding_3d
 
@@ -196,16 +196,8 @@ class VideoDiT(nn.Module):
 
     def check_conditioning(self, cond: Conditioning) -> None:
         """Fail clearly on conditioning this model cannot use, or text it needs but did not get."""
-        unsupported = cond.present() - self.conditioning_fields
-        if cond.labels is not None and not self.config.num_classes:
-            unsupported.add("labels")
-        if unsupported:
-            raise ValueError(f"VideoDiT cannot use conditioning field(s): {', '.join(sorted(unsupported))}")
-        if self.config.text_dim and cond.text is None:
-            raise ValueError("this VideoDiT is text-conditioned: cond.text is required (encode '' for unconditional)")
-        if cond.text is not None and cond.text.shape[-1] != self.config.text_dim:
-            raise ValueError(f"text tokens have width {cond.text.shape[-1]} but the model expects "
-                             f"{self.config.text_dim}")
+        fields = self.conditioning_fields if self.config.num_classes else self.conditioning_fields - {"labels"}
+        check_conditioning("VideoDiT", cond, fields, bool(self.config.text_dim), self.config.text_dim)
 
     def _condition(self, t: Tensor, cond: Conditioning, batch: int, frames: int) -> Tensor:
         """Per-token-frame conditioning [B, T/pt, D]: noise level (+ class label + pooled text)."""

@@ -25,7 +25,7 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.conditioning import Conditioning, check_conditioning
 from kinema.nn.attention import TEMPORAL_MASKS, VideoTransformerBlock
 from kinema.nn.conv import CONV_KINDS, SpatialConv, video_conv
 from kinema.nn.embeddings import DirectionEmbedding, NoiseLevelEmbedding
@@ -241,13 +241,8 @@ class VideoUNet(nn.Module):
 
     def check_conditioning(self, cond: Conditioning) -> None:
         """Fail clearly on conditioning this model cannot use, or text it needs but did not get."""
-        unsupported = cond.present() - self.conditioning_fields
-        if unsupported:
-            raise ValueError(f"VideoUNet cannot use conditioning field(s): {', '.join(sorted(unsupported))}")
-        if self.config.text_dim and cond.text is None:
-            raise ValueError("this VideoUNet is text-conditioned: cond.text is required (encode '' for unconditional)")
-        if cond.text is not None and cond.text.shape[-1] != self.config.text_dim:
-            raise ValueError(f"text tokens have width {cond.text.shape[-1]} but the model expects {self.config.text_dim}")
+        check_conditioning("VideoUNet", cond, self.conditioning_fields, bool(self.config.text_dim),
+                           self.config.text_dim)
         if cond.motion is not None and cond.motion.shape[1:] != (2,):
             raise ValueError(f"cond.motion must be [B, 2] (x, y direction), got {list(cond.motion.shape)}")
 
