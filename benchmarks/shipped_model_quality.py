@@ -72,7 +72,7 @@ def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: st
         values = [r[key] for r in rows if key in r and (family is None or r["family"] == family)]
         return float(np.nanmean(values)) if values else float("nan")
 
-    direction_guidance = pipe.config.sample.direction_guidance if direction_guidance is None else direction_guidance
+    direction_guidance = pipe.spec.defaults.direction_guidance if direction_guidance is None else direction_guidance
     return {"guidance": guidance, "direction_guidance": direction_guidance, "steps": steps, "sampler": sampler, "videos": len(rows),
             "colour_accuracy": mean("colour_ok"), "two_ball_count_accuracy": mean("count_ok", "count"),
             "one_ball_count_accuracy": mean("count_ok", "colour"), "direction_accuracy": mean("direction_ok"),

@@ -39,7 +39,8 @@ import torch
 
 from kinema.conditioning.conditioning import Conditioning
 from kinema.config import load_config
-from kinema.diffusion import DiffusionLoss, batched_classifier_free_guidance, build_schedule, get_sampler, x0_denoiser
+from kinema.diffusion import (DiffusionLoss, batched_classifier_free_guidance, build_schedule, get_sampler, time_grid,
+                              x0_denoiser)
 from kinema.models.registry import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,8 +114,8 @@ class Runner:
         denoise = x0_denoiser(lambda x, t: self.fn(x, t, text, self.mask[:2]), self.schedule, "v")
         generator = torch.Generator(self.device).manual_seed(seed)
         noise = torch.randn((1, *self.video.shape[1:]), generator=generator, device=self.device)
-        get_sampler("dpmpp_2m")(batched_classifier_free_guidance(denoise, GUIDANCE), noise, self.schedule, steps,
-                                generator=generator)
+        get_sampler("dpmpp_2m")(batched_classifier_free_guidance(denoise, GUIDANCE), noise,
+                                time_grid(self.schedule, steps), self.schedule, generator=generator)
         synchronize(self.device)
         return time.perf_counter() - start
 

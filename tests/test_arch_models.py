@@ -6,24 +6,20 @@ import copy
 
 import pytest
 import torch
+from denoisers import TINY_MODELS, denoiser_inputs, tiny_denoiser, tiny_run_config
+from einops import rearrange
 from typer.testing import CliRunner
 
 from kinema.cli import app
-from kinema.conditioning.conditioning import Conditioning
-from kinema.config import Config, load_config
-from kinema.data.registry import DATASETS
+from kinema.config import load_config
 from kinema.errors import KinemaError
 from kinema.models.inflate import InflatedUNet, InflatedUNetConfig, build_unet2d, inflate
 from kinema.models.pretrained import load_pretrained, save_pretrained
-from kinema.models.registry import MODELS, build_model
 from kinema.models.video_dit import VIDEO_DIT_PRESETS, VideoDiT, VideoDiTConfig
 from kinema.training.trainer import Trainer
 from kinema.video import read_video
 
-TEXT = 16
-UNET = dict(channels=8, channel_mult=(1, 2), attention=("temporal", "spatial"), heads=2, norm_groups=4, text_dim=TEXT)
-DIT = dict(hidden_size=24, depth=2, heads=2, text_dim=TEXT)
-INFLATED = dict(block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=4, motion_heads=2, text_dim=TEXT)
+UNET, DIT, INFLATED = TINY_MODELS["video_unet"], TINY_MODELS["video_dit"], TINY_MODELS["inflated_unet"]
 
 VARIANTS = {
     **{f"unet-{conv}": ("video_unet", dict(UNET, conv=conv))
@@ -52,29 +48,14 @@ VARIANTS = {
 
 def make(name):
     model_name, fields = VARIANTS[name]
-    config = Config(model_name, MODELS[model_name].config_class(**fields), "balls", DATASETS["balls"].config_class())
-    torch.manual_seed(0)
-    model = build_model(model_name, config.model)
-    with torch.no_grad():  # move off the zero inits so every branch contributes
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model, config
-
-
-def inputs(model, batch=2):
-    generator = torch.Generator().manual_seed(1)
-    x = torch.randn(batch, 3, 4, 8, 8, generator=generator)
-    text = getattr(model.config, "text_dim", 0)
-    cond = Conditioning(text=torch.randn(batch, 3, TEXT, generator=generator)) if text else Conditioning()
-    if getattr(model.config, "num_classes", 0):
-        cond.labels = torch.tensor([0, 2])
-    return x, torch.rand(batch, generator=generator), cond
+    model = tiny_denoiser(model_name, **fields)  # off the zero inits, so every branch contributes
+    return model, tiny_run_config(model, model_name)
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_variant_forward_gradients_and_checkpointing(name):
     model, _ = make(name)
-    x, t, cond = inputs(model)
+    x, t, cond = denoiser_inputs(model)
     grads = []
     for flag in (False, True):
         model.gradient_checkpointing = flag
@@ -95,13 +76,13 @@ def test_variant_save_load_round_trip_gives_equal_outputs(name, tmp_path):
     save_pretrained(tmp_path / "m", model, config)
     loaded, loaded_config, _ = load_pretrained(tmp_path / "m")
     assert loaded_config.to_dict() == config.to_dict()
-    x, t, cond = inputs(model)
+    x, t, cond = denoiser_inputs(model)
     torch.testing.assert_close(loaded(x, t, cond), model.eval()(x, t, cond))
 
 
 def test_video_dit_starts_as_zero_output_with_identity_blocks():
     model = VideoDiT(VideoDiTConfig(**DIT))
-    x, t, cond = inputs(model)
+    x, t, cond = denoiser_inputs(model)
     assert model(x, t, cond).abs().max() == 0
     tokens = torch.randn(2, 4 * 16, DIT["hidden_size"])
     positions = torch.zeros(64, 3, dtype=torch.long)
@@ -144,20 +125,43 @@ def test_token_pruning_keeps_frame_zero_and_the_moving_region():
     assert {(2, 9), (3, 9)} <= set(zip(frame[0].tolist(), cell[0].tolist()))
 
 
-def test_pruned_video_dit_reuses_the_update_of_the_previous_frame_for_static_tokens():
-    model, _ = make("dit-pruned-causal")
-    x = torch.randn(1, 3, 1, 8, 8).expand(1, 3, 4, 8, 8).clone()  # a still video: only frame 0 is kept...
-    x[:, :, 1:, :2, :2] += 1.0  # ...plus the changed corner patch (and some static ones to fill the budget)
-    _, t, cond = inputs(model, batch=1)
-    out = model(x, t[:, None].expand(1, 4), cond)
-    assert out.shape == x.shape and torch.isfinite(out).all()
+def test_pruned_tokens_take_the_block_update_of_their_position_in_the_latest_kept_frame():
+    frames, cells, width = 4, 3, 5
+    inputs = torch.randn(1, frames * cells, width)
+    keep = torch.tensor([[0, 1, 2, 4, 8, 9]])  # frame 0, then (1, 1), (2, 2), (3, 0)
+    kept = torch.randn(1, keep.shape[1], width)
+    updates = {(i // cells, i % cells): kept[0, k] - inputs[0, i] for k, i in enumerate(keep[0].tolist())}
+    expected = inputs.clone()
+    for frame in range(frames):
+        for cell in range(cells):
+            source = max(f for f in range(frame + 1) if (f, cell) in updates)  # latest kept frame at this cell
+            expected[0, frame * cells + cell] += updates[(source, cell)]
+    torch.testing.assert_close(VideoDiT._reuse_static(inputs, kept, keep, (frames, cells, 1)), expected)
+
+
+def test_a_still_video_repeats_frame_zeros_output_at_every_pruned_token():
+    """Rotary positions add nothing to the tokens, so in a still video a pruned token's input equals frame 0's at
+    its position; taking frame 0's update, it must leave the model exactly as frame 0's token does."""
+    model = tiny_denoiser("video_dit", attention="full", positions="rope3d", prune_static=0.99,
+                         temporal_mask="causal")
+    x = torch.rand(1, 3, 1, 8, 8).expand(1, 3, 4, 8, 8).clone()
+    _, t, cond = denoiser_inputs(model, batch=1)
+    with torch.no_grad():
+        out = model.eval()(x, t, cond)
+    kept = model._static_tokens(x, (4, 16))[0]
+    later = {int(i) % 16 for i in kept if i >= 16}  # cells kept after frame 0 (to fill the budget)
+    patches = rearrange(out, "b c t (h ph) (w pw) -> b t (h w) (c ph pw)", ph=2, pw=2)
+    pruned = [cell for cell in range(16) if cell not in later]
+    assert len(pruned) >= 15
+    torch.testing.assert_close(patches[:, 1:, pruned], patches[:, :1, pruned].expand(-1, 3, -1, -1))
+    assert patches[:, 0, pruned].abs().mean() > 1e-3  # frame 0's tokens were updated: the copy is not trivial
 
 
 def test_inflated_unet_equals_the_2d_unet_frame_by_frame_at_initialisation():
     config = InflatedUNetConfig(**INFLATED)
     torch.manual_seed(0)
     unet2d = build_unet2d(config)
-    x, t, cond = inputs(InflatedUNet(config, copy.deepcopy(unet2d)))
+    x, t, cond = denoiser_inputs(InflatedUNet(config, copy.deepcopy(unet2d)))
     with torch.no_grad():
         images = [unet2d(x[:, :, frame], t * 1000, encoder_hidden_states=cond.text).sample for frame in range(4)]
         model = inflate(unet2d, motion_heads=2)
@@ -182,7 +186,7 @@ def test_inflated_unet_takes_its_2d_weights_from_a_diffusers_directory(tmp_path)
 
 def test_frozen_inflated_unet_trains_only_its_motion_modules():
     model, _ = make("inflated-frozen")
-    x, t, cond = inputs(model)
+    x, t, cond = denoiser_inputs(model)
     model(x, t, cond).square().mean().backward()
     assert all(p.grad is None for p in model.unet.parameters())
     assert all(p.grad is not None for p in model.motion.parameters())

@@ -119,11 +119,13 @@ def test_direction_guidance_changes_only_prompts_with_direction_words(tmp_path, 
     assert not torch.equal(videos["a ball to the left", 0], videos["a ball to the left", 50])
 
 
-def test_console_script_reports_errors_without_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "kinema.cli", "info", str(tmp_path / "nothing")],
-                            capture_output=True, text=True)
+@pytest.mark.parametrize("args,needle", [(["info", "nothing"], "nothing"), (["generate", "x", "--steps", "abc"],
+                                                                         "--steps"), (["trian"], "trian")])
+def test_console_script_reports_errors_without_traceback(tmp_path, args, needle):
+    result = subprocess.run([sys.executable, "-m", "kinema.cli", *args], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and needle in result.stderr
 
 
 def test_export_writes_ema_weights_and_sampling_defaults(tmp_path, tiny_config, text_encoder):

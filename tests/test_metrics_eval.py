@@ -2,12 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from kinema.cli import app
-from kinema.evaluation import EvalOptions, evaluate, load_source, write_reports
+from kinema.evaluation import EvalOptions, evaluate, load_source, markdown_table, write_reports
 from kinema.metrics.features import VideoFeatureNet, VideoFeatureNetConfig, save_feature_net
 from kinema.video import write_video
 
@@ -45,7 +46,7 @@ def test_report_has_every_metric_and_says_unavailable_instead_of_inventing(sourc
     assert metrics["psnr"]["value"] == "unavailable" and "unpaired" in metrics["psnr"]["reason"]
     assert metrics["clip_sim"]["value"] == "unavailable"
     low, high = metrics["fvd"]["ci95"]
-    assert low <= high
+    assert low <= metrics["fvd"]["value"] <= high
     assert metrics["count_constancy"]["value"] == 1.0
     assert report["real_reference"]["count_constancy"]["value"] == 1.0
 
@@ -103,5 +104,57 @@ def test_cli_eval_writes_the_report_and_reports_bad_input_on_one_line(sources, t
                                  "--features", str(sources / "features")])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["num_samples"] == 4 and out.with_suffix(".md").is_file()
+    assert "warning: FVD" in result.stderr and "too few" in result.stderr  # the same clips: FVD ~ 0
     bad = runner.invoke(app, ["eval", "--real", str(sources / "balls.yaml"), "--fake", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "error: eval source not found" in bad.output
+
+
+def test_report_carries_the_split_baseline_and_the_shuffled_time_control(sources):
+    from kinema.metrics.controls import split_baseline
+    from kinema.metrics.distances import frechet_distance_from_features
+
+    (report,) = evaluate(sources / "balls.yaml", [sources / "reversed"], _options(sources, control_splits=7))
+    split = report["controls"]["fvd_real_split"]
+    assert split["splits"] == 7 and split["clips_per_half"] == 3
+    assert 0 < split["min"] <= split["value"] <= split["max"] and split["std"] > 0
+    assert report["real_reference"]["fvd"] == split  # the real column of the fvd row
+    shuffled = report["controls"]["fvd_real_vs_shuffled"]["value"]
+    assert shuffled > 0
+    table = markdown_table([report])
+    assert f"| {split['value']:.4g} ± {split['std']:.3g} [" in table
+    assert f"shuffled in time: {shuffled:.4g}" in table
+    features = np.random.default_rng(0).normal(size=(40, 3))
+    assert split_baseline(features, splits=3)["max"] < 1.0 < frechet_distance_from_features(features, features + 1.2)
+    assert split_baseline(features[:3])["value"] == "unavailable"
+
+
+def test_warnings_say_when_sets_are_too_small_or_outside_the_features_domain():
+    """Camera moves over photographs (held out from the shipped features' training) against broken copies."""
+    from kinema.data.camera import CameraMotion, CameraMotionConfig
+    from kinema.metrics.controls import (domain_warnings, separation_warnings, shuffled_control, shuffled_in_time,
+                                         split_baseline)
+    from kinema.metrics.distances import frechet_distance_from_features
+    from kinema.metrics.features import KinemaVideoFeatures
+
+    config = CameraMotionConfig(num_frames=12, size=48, max_pan=2.0)
+    real, other = (torch.stack([CameraMotion(config, 24, seed=s)[i]["video"] for i in range(24)]) for s in (0, 1))
+    extractor = KinemaVideoFeatures()
+    features = extractor.videos(real)
+    baseline = split_baseline(features, splits=10)
+    control = shuffled_control(features, extractor.videos(shuffled_in_time(real)))
+    frozen = frechet_distance_from_features(features, extractor.videos(other[:, :, :1].expand_as(other)))
+    assert separation_warnings(frozen, baseline, control, 24) == []  # far beyond real-vs-real, time order seen
+    same = frechet_distance_from_features(features, extractor.videos(other))
+    assert "too few" in " ".join(separation_warnings(same, baseline, control, 24))
+    small = split_baseline(features[:3])
+    assert "too few" in separation_warnings(frozen, small, control, 3)[0]
+
+    domain, warnings = domain_warnings(extractor.metadata, tuple(real.shape[1:]), features)
+    assert domain["known"] and warnings == []
+    noise = torch.rand(12, 3, 12, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    domain, warnings = domain_warnings(extractor.metadata, tuple(noise.shape[1:]), extractor.videos(noise))
+    assert domain["fraction_beyond_p99"] > 0.5 and "outside the features' domain" in warnings[0]
+    _, warnings = domain_warnings(extractor.metadata, (3, 4, 48, 48), features)
+    assert len(warnings) == 1 and "4 frames, outside the 8-16" in warnings[0]
+    _, warnings = domain_warnings(extractor.metadata, (3, 12, 480, 640), features)
+    assert len(warnings) == 1 and "480x640" in warnings[0]

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from kinema.data.camera import CameraMotion, CameraMotionConfig
+from kinema.data.digits import MovingDigits, MovingDigitsConfig
 from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, clip_from_state, render_balls, simulate_balls
 from kinema.errors import KinemaError
 from kinema.metrics import ball_scores, detect_balls, track_balls
@@ -52,7 +54,7 @@ def test_touching_balls_of_two_colours_are_two_but_a_blotchy_ball_is_one():
 
 
 def test_simulated_clips_keep_count_and_colour_identity(videos, clips):
-    scores = ball_scores(videos)
+    scores = ball_scores(videos).scores
     assert torch.equal(scores["ball_count"], torch.tensor([float(len(c.radii)) for c in clips], dtype=torch.float64))
     for name in ("count_constancy", "color_constancy", "color_persistence", "identity_persistence"):
         assert (scores[name] == 1.0).all(), name
@@ -66,7 +68,7 @@ def test_a_ball_that_vanishes_for_some_frames_lowers_count_and_identity_scores()
     blue_in_late_frames = (video[2] > 0.0) & (video[0] < 0.0)
     blue_in_late_frames[:8] = False
     video[:, blue_in_late_frames] = -1.0
-    scores = ball_scores(torch.stack([clip.video, video]))
+    scores = ball_scores(torch.stack([clip.video, video])).scores
     assert scores["count_constancy"][0] == 1.0 and scores["count_constancy"][1] == pytest.approx(8 / 12)
     assert scores["identity_persistence"][1] == pytest.approx(0.5)
     assert scores["physics_plausibility"][1] < scores["physics_plausibility"][0]  # a ball may not vanish
@@ -79,7 +81,7 @@ def test_a_ball_that_changes_colour_lowers_colour_scores():
     red_from_frame_6 = video[0] > 0.0
     red_from_frame_6[:6] = False
     video[:, red_from_frame_6] = torch.tensor([-1.0, 1.0, -1.0])[:, None]  # red turns green
-    scores = ball_scores(torch.stack([clip.video, video]))
+    scores = ball_scores(torch.stack([clip.video, video])).scores
     assert scores["color_persistence"][0] == 1.0 and scores["color_persistence"][1] < 1.0
     assert scores["color_constancy"][1] == pytest.approx(6 / 12)
     assert scores["color_drift"][1] > 0.5 > scores["color_drift"][0]
@@ -88,7 +90,7 @@ def test_a_ball_that_changes_colour_lowers_colour_scores():
 
 
 def test_physics_checker_accepts_simulator_clips_and_rejects_time_shuffled_ones(videos):
-    real, shuffled = ball_scores(videos), ball_scores(_time_shuffled(videos))
+    real, shuffled = ball_scores(videos).scores, ball_scores(_time_shuffled(videos)).scores
     assert real["physics_plausibility"].mean() > 0.9
     assert shuffled["physics_plausibility"].mean() < 0.6
     assert (real["physics_plausibility"] > shuffled["physics_plausibility"]).float().mean() >= 0.8
@@ -102,20 +104,47 @@ def test_target_error_is_small_on_the_true_trajectory_and_measures_an_offset(vid
     positions = torch.full((len(clips), CONFIG.num_frames, CONFIG.max_balls, 2), float("nan"))
     for b, clip in enumerate(clips):
         positions[b, :, : len(clip.radii)] = clip.positions
-    exact = ball_scores(videos, target_positions=positions)
+    exact = ball_scores(videos, target_positions=positions).scores
     assert (exact["target_error"] < 0.2).all() and (exact["target_coverage"] == 1.0).all()
-    shifted = ball_scores(videos, target_positions=positions + torch.tensor([2.0, 0.0]))
+    shifted = ball_scores(videos, target_positions=positions + torch.tensor([2.0, 0.0])).scores
     assert shifted["target_error"].mean().item() == pytest.approx(2.0, abs=0.2)
     counts = [len(clip.radii) for clip in clips]
-    padded = ball_scores(videos, target_positions=positions.nan_to_num(0.0), target_counts=counts)
+    padded = ball_scores(videos, target_positions=positions.nan_to_num(0.0), target_counts=counts).scores
     assert torch.allclose(padded["target_error"], exact["target_error"])
 
 
 def test_empty_video_gives_nan_not_zero():
-    scores = ball_scores(-torch.ones(1, 3, 6, 16, 16))
+    scores = ball_scores(-torch.ones(1, 3, 6, 16, 16)).scores
     assert scores["ball_count"][0] == 0.0
     for name in ("identity_persistence", "color_persistence", "physics_plausibility", "roughness"):
         assert math.isnan(scores[name][0]), name
+
+
+def test_simulated_balls_are_round_and_digit_strokes_are_not(clips):
+    assert all(detect_balls(clip.video[:, t]).round.all() for clip in clips[:6] for t in (0, 5, 11))
+    digits = MovingDigits(MovingDigitsConfig(num_frames=2), 2, seed=0)[0]["video"]
+    assert not detect_balls(digits[:, 0]).round.any()
+
+
+def test_ball_scores_do_not_apply_to_photographs_textures_or_digits(videos):
+    photos = [CameraMotion(CameraMotionConfig(num_frames=12, texture=kind), 2, seed=0)[i]["video"]
+              for kind in ("photo", "noise") for i in range(2)]
+    digits = MovingDigits(MovingDigitsConfig(num_frames=12, size=32), 2, seed=0)[0]["video"]
+    result = ball_scores(torch.stack([videos[0], *photos, digits]))
+    assert result.not_applicable[0] == ""
+    assert all("background" in reason for reason in result.not_applicable[1:5]), result.not_applicable
+    assert "not discs" in result.not_applicable[5]
+    for name, values in result.scores.items():
+        assert torch.isfinite(values[0]) or name.startswith("target"), name
+        assert values[1:].isnan().all(), name  # no ball count, no perfect constancy for what is not balls
+
+
+def test_ball_scores_do_not_apply_to_a_frozen_clip(videos):
+    frozen = videos[:2, :, :1].expand(-1, -1, CONFIG.num_frames, -1, -1)
+    result = ball_scores(torch.cat([frozen, videos[:1]]))
+    assert result.not_applicable == ["no ball moves", "no ball moves", ""]
+    assert result.scores["count_constancy"][:2].isnan().all() and result.scores["count_constancy"][2] == 1.0
+    assert result.scores["physics_plausibility"][:2].isnan().all()
 
 
 def test_wrong_shapes_raise_kinema_error():

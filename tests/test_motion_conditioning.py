@@ -3,6 +3,7 @@ and fine-tuning a trained model into one that reads it (train.init_from)."""
 
 import pytest
 import torch
+from denoisers import tiny_denoiser
 
 from kinema.conditioning.conditioning import Conditioning
 from kinema.conditioning.motion_words import direction_from_prompt, motion_from_prompts
@@ -10,7 +11,7 @@ from kinema.conditioning.prompts import prompt_conditioning
 from kinema.diffusion import DiffusionLoss, build_schedule
 from kinema.errors import KinemaError
 from kinema.models.pretrained import init_from_pretrained, save_pretrained
-from kinema.models.video_unet import VideoUNet, VideoUNetConfig
+from kinema.models.video_unet import VideoUNet
 from kinema.nn.embeddings import DirectionEmbedding
 from kinema.pipelines.text_to_video import TextToVideoPipeline
 from kinema.training.trainer import Trainer
@@ -56,14 +57,7 @@ def test_direction_embedding_tells_frames_apart_only_when_there_is_a_direction()
 
 
 def tiny(motion: bool, perturbed: bool = False) -> VideoUNet:
-    torch.manual_seed(0)
-    model = VideoUNet(VideoUNetConfig(channels=8, channel_mult=(1, 2), attention=("temporal", "spatial"), heads=2,
-                                      norm_groups=4, text_dim=16, motion=motion))
-    if perturbed:  # leave the zero inits, so that every input reaches the output
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-    return model
+    return tiny_denoiser("video_unet", perturb=0.05 if perturbed else 0, motion=motion)
 
 
 def text(batch: int = 2) -> Conditioning:
@@ -72,9 +66,9 @@ def text(batch: int = 2) -> Conditioning:
 
 def test_model_checks_motion_field():
     x, t = torch.randn(2, 3, 4, 8, 8), torch.rand(2)
-    with pytest.raises(ValueError, match="motion"):
+    with pytest.raises(KinemaError, match="motion"):
         tiny(motion=False)(x, t, Conditioning(text=torch.randn(2, 3, 16), motion=torch.zeros(2, 2)))
-    with pytest.raises(ValueError, match=r"cond.motion must be \[B, 2\]"):
+    with pytest.raises(KinemaError, match=r"cond.motion must be \[B, 2\]"):
         tiny(motion=True)(x, t, Conditioning(text=torch.randn(2, 3, 16), motion=torch.zeros(2, 3)))
 
 

@@ -1,4 +1,4 @@
-"""The model Kinema ships: it loads offline, and prompts about colour, count and direction change what it draws
+"""The model Kinema ships: it loads offline (with the sampling spec derived from its config), and prompts about colour, count and direction change what it draws
 (direction through the direction guidance its config turns on)."""
 
 import numpy as np
@@ -37,6 +37,15 @@ def test_shipped_model_is_small_and_records_its_training():
     assert size < 25 * 2**20
     _, config, metadata = load_pretrained(SHIPPED_MODEL)
     assert metadata["step"] >= 1000 and config.data_kind == "balls"
+
+
+def test_shipped_model_written_before_sampling_specs_gets_one_from_its_config(pipe):
+    _, config, metadata = load_pretrained(SHIPPED_MODEL)
+    assert "sampling" not in metadata  # an old model directory: the spec is derived, in one place
+    spec = pipe.spec
+    assert (spec.num_frames, spec.height, spec.width, spec.channels) == (config.data.num_frames, config.data.size,
+                                                                         config.data.size, 3)
+    assert spec.text_encoder == config.train.text_encoder and spec.defaults == config.sample
 
 
 @pytest.mark.parametrize("colour,other", [("red", "blue"), ("green", "magenta")])

@@ -10,6 +10,7 @@ from kinema.diffusion import DiffusionLoss, build_schedule
 from kinema.models.video_unet import VideoUNet
 from kinema.training.checkpoint import latest_checkpoint
 from kinema.training.trainer import Trainer, TrainingDiverged
+from test_training_resume import one_thread  # noqa: F401  (autouse fixture)
 
 
 def test_overfitting_one_clip_cuts_the_loss_tenfold(tiny_config, text_encoder):

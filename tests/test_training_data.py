@@ -8,6 +8,7 @@ from kinema.data import BouncingBalls
 from kinema.data.shards import write_shards
 from kinema.training.trainer import Trainer
 from test_data_folder import index_frames, write_frames
+from test_training_resume import one_thread  # noqa: F401  (autouse fixture)
 
 
 def with_data(config, **data):

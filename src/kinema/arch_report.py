@@ -203,7 +203,7 @@ def run_report(names: list[str] | None = None, width: int = 32, frames: int = 8,
             progress(name)
         try:
             results.append(measure(VARIANTS[name], width, shape, repeats, device))
-        except ValueError as error:  # a shape or size this variant cannot take
+        except KinemaError as error:  # a shape or size this variant cannot take
             raise KinemaError(f"variant {name} at width {width} on input {list(shape)}: "
                               f"{str(error).splitlines()[0]}") from None
     setup = {"input": list(shape), "width": width, "repeats": repeats, "device": device,

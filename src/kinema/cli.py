@@ -2,46 +2,115 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from kinema.errors import KinemaError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+try:  # typer >= 0.22 carries its own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:
+    from click import exceptions as click_exceptions
+NO_ARGS_IS_HELP = getattr(click_exceptions, "NoArgsIsHelpError", ())  # click < 8.2 prints the help without raising
+
+
+def _fail(message: str, code: int = 2):
+    """Print `message` as one line on stderr and exit with `code`."""
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    """Click's usage errors (missing argument, bad option value, unknown command) as one line, exit code 2."""
+    try:
+        yield
+    except NO_ARGS_IS_HELP:
+        raise
+    except click_exceptions.UsageError as error:
+        where = f"{error.ctx.command_path}: " if error.ctx is not None else ""
+        _fail(where + error.format_message(), error.exit_code)
+
+
+class OneLineErrorGroup(TyperGroup):
+    """The `kinema` group: usage errors of the group and of every command print as one line."""
+
+    def make_context(self, *args, **kwargs):
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
+
+
+app = typer.Typer(cls=OneLineErrorGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Kinema: build, train, sample and measure video diffusion models.")
 
 
+def _os_error_message(error: OSError) -> str:
+    """'Permission denied: runs/x' from an OSError (disk full, permission, missing or wrong kind of path)."""
+    files = " -> ".join(str(f) for f in (error.filename, error.filename2) if f is not None)
+    reason = error.strerror or str(error)
+    return f"{reason}: {files}" if files else reason
+
+
 def user_errors(command):
-    """Turn KinemaError (and missing files) into one line on stderr and exit code 2."""
+    """Turn KinemaError and OSError (permission, disk full, missing file) into one line on stderr, exit code 2."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except KinemaError as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(2) from None
+            _fail(error)
+        except BrokenPipeError:  # `kinema ... | head`: the reader left; click exits quietly
+            raise
+        except OSError as error:
+            _fail(f"{_os_error_message(error)} (kinema {command.__name__.rstrip('_')})")
 
     return wrapper
 
 
 def _device(name: str) -> str:
+    """The torch device of a --device choice (auto | cpu | cuda | cuda:N), checked against this machine."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    kind, _, index = name.partition(":")
+    if name != "cpu" and not (kind == "cuda" and (not index or index.isdigit())):
+        raise KinemaError(f"--device must be auto, cpu, cuda or cuda:N, got '{name}'")
+    if kind == "cuda" and not torch.cuda.is_available():
         raise KinemaError(f"--device {name}: CUDA is not available on this machine")
+    if index and int(index) >= torch.cuda.device_count():
+        raise KinemaError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return name
+
+
+def _check_writable(path: Path | None) -> None:
+    """Fail before any work when `path` could not be written: it is a folder, or a file stands where its folder
+    must be."""
+    if path is not None and path.is_dir():
+        raise KinemaError(f"cannot write {path}: it is a directory")
+    for folder in (path.parents if path is not None else ()):
+        if folder.exists():
+            if not folder.is_dir():
+                raise KinemaError(f"cannot write {path}: {folder} is not a directory")
+            return
 
 
 def _generate(checkpoint: Path | None, prompts: list[str], output: Path, format: str | None, sheet: Path | None,
               scale: int, fps: float | None, device: str, **sampling) -> None:
     """Sample `prompts` (`sampling`: the pipeline's keyword options) and write the videos."""
+    from kinema.diffusion import SAMPLERS, TIME_GRIDS
     from kinema.pipelines.text_to_video import TextToVideoPipeline
     from kinema.video import VIDEO_FORMATS, format_from_path
 
@@ -51,6 +120,16 @@ def _generate(checkpoint: Path | None, prompts: list[str], output: Path, format:
         format_from_path(output)
     if scale < 1:
         raise KinemaError(f"--scale must be at least 1, got {scale}")
+    if fps is not None and not fps > 0:
+        raise KinemaError(f"--fps must be greater than 0, got {fps}")
+    if sampling.get("guidance") is not None and not sampling["guidance"] >= 0:
+        raise KinemaError(f"--guidance must be at least 0 (1 = off), got {sampling['guidance']}")
+    for option, value, choices in (("--sampler", sampling.get("sampler"), SAMPLERS),
+                                   ("--time-grid", sampling.get("time_grid"), TIME_GRIDS)):
+        if value is not None and value not in choices:
+            raise KinemaError(f"{option} must be one of {', '.join(choices)}, got '{value}'")
+    for path in (output, sheet):
+        _check_writable(path)
     pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device))
     videos = pipe(prompts, **sampling)
     for path in pipe.save(videos, output, format=format, sheet=sheet, fps=fps, scale=scale):
@@ -63,12 +142,18 @@ SEED = typer.Option(0, "--seed", help="random seed of the initial noise")
 FRAMES = typer.Option(None, "--num-frames", help="frames to generate (default: the model's training length)")
 STEPS = typer.Option(None, "--steps", help="sampler steps (default: the model's config)")
 SAMPLER = typer.Option(None, "--sampler", help="ddpm | ddim | dpmpp_2m | euler | heun")
+TIME_GRID = typer.Option(None, "--time-grid", help="spacing of the sampler's times: uniform | trailing | karras | "
+                         "shifted (default: the model's config)")
 GUIDANCE = typer.Option(None, "--guidance", help="classifier-free guidance scale (1 = off)")
 DIRECTION = typer.Option(None, "--direction-guidance", help="steer prompts with direction words ('to the left') "
                          "their way (0 = off; default: the model's config)")
 SCALE = typer.Option(8, "--scale", help="nearest-neighbour upscaling of the written video")
 FPS = typer.Option(None, "--fps", help="frame rate of the written video")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
+LABEL = typer.Option(None, "--label", "-l", help="class of a class-conditional model: index or name (repeatable: one "
+                     "per prompt; guided against no class by --guidance)")
+HEIGHT = typer.Option(None, "--height", help="video height (default: the model's sampling size)")
+WIDTH = typer.Option(None, "--width", help="video width (default: the model's sampling size)")
 
 
 @app.command()
@@ -80,12 +165,15 @@ def generate(
                                               "(default: the model Kinema ships)"),
     format: Optional[str] = FORMAT, sheet: Optional[Path] = SHEET, seed: int = SEED,
     num_frames: Optional[int] = FRAMES, steps: Optional[int] = STEPS, sampler: Optional[str] = SAMPLER,
-    guidance: Optional[float] = GUIDANCE, direction_guidance: Optional[float] = DIRECTION, scale: int = SCALE,
-    fps: Optional[float] = FPS, device: str = DEVICE,
+    time_grid: Optional[str] = TIME_GRID, guidance: Optional[float] = GUIDANCE,
+    direction_guidance: Optional[float] = DIRECTION, scale: int = SCALE,
+    fps: Optional[float] = FPS, device: str = DEVICE, label: Optional[list[str]] = LABEL,
+    height: Optional[int] = HEIGHT, width: Optional[int] = WIDTH,
 ):
     """Generate a video from a text prompt (with the shipped model unless --checkpoint is given)."""
     _generate(checkpoint, [prompt], output, format, sheet, scale, fps, device, seed=seed, num_frames=num_frames,
-              steps=steps, sampler=sampler, guidance=guidance, direction_guidance=direction_guidance)
+              steps=steps, sampler=sampler, time_grid=time_grid, guidance=guidance,
+              direction_guidance=direction_guidance, labels=label or None, height=height, width=width)
 
 
 @app.command()
@@ -97,15 +185,19 @@ def sample(
                                                "checkpoint's sample.prompts)"),
     format: Optional[str] = FORMAT, sheet: Optional[Path] = SHEET, seed: int = SEED,
     num_frames: Optional[int] = FRAMES, steps: Optional[int] = STEPS, sampler: Optional[str] = SAMPLER,
-    guidance: Optional[float] = GUIDANCE, direction_guidance: Optional[float] = DIRECTION, scale: int = SCALE,
-    fps: Optional[float] = FPS, device: str = DEVICE,
+    time_grid: Optional[str] = TIME_GRID, guidance: Optional[float] = GUIDANCE,
+    direction_guidance: Optional[float] = DIRECTION, scale: int = SCALE,
+    fps: Optional[float] = FPS, device: str = DEVICE, label: Optional[list[str]] = LABEL,
+    height: Optional[int] = HEIGHT, width: Optional[int] = WIDTH,
 ):
     """Sample videos from any checkpoint."""
     from kinema.models.pretrained import read_config
+    from kinema.models.sampling_spec import read_sampling_spec
 
-    prompts = prompt or read_config(checkpoint)[0].sample.prompts
+    prompts = prompt or read_sampling_spec(*read_config(checkpoint)).defaults.prompts
     _generate(checkpoint, prompts, output, format, sheet, scale, fps, device, seed=seed, num_frames=num_frames,
-              steps=steps, sampler=sampler, guidance=guidance, direction_guidance=direction_guidance)
+              steps=steps, sampler=sampler, time_grid=time_grid, guidance=guidance,
+              direction_guidance=direction_guidance, labels=label or None, height=height, width=width)
 
 
 @app.command()
@@ -114,20 +206,25 @@ def train(
     config: Path = typer.Argument(..., help="YAML config, e.g. configs/balls.yaml"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.steps=2000"),
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in train.output_dir"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="delete the checkpoints already in train.output_dir "
+                                   "and start afresh (without it, a fresh run there is refused)"),
 ):
     """Train a model from a config; Ctrl-C saves a checkpoint, --resume continues exactly."""
     from kinema.config import load_config
     from kinema.training.trainer import Trainer
 
     cfg = load_config(config, overrides or [])
-    trainer = Trainer(cfg, resume=resume)
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
     try:
         checkpoint = trainer.train()
     except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted at step {trainer.step}; continue with: kinema train {config} "
-                   f"{' '.join(overrides or [])} --resume".replace("  ", " "), err=True)
+        again = f"kinema train {config} {' '.join(overrides or [])} --resume".replace("  ", " ")
+        saved = trainer.last_checkpoint
+        typer.echo(f"\ninterrupted at step {trainer.step}; " + (f"saved {saved}; continue with: {again}" if saved else
+                   "no checkpoint was written yet, nothing to resume"), err=True)
         raise typer.Exit(130) from None
-    typer.echo(f"done: {checkpoint}")
+    if trainer.accelerator.is_main_process:
+        typer.echo(f"done: {checkpoint}")
 
 
 @app.command()
@@ -146,21 +243,47 @@ def info(checkpoint: Path = typer.Argument(..., help="model or training checkpoi
     typer.echo(OmegaConf.to_yaml(OmegaConf.create(config.to_dict())).rstrip())
 
 
+def _is_kinema_model(config_file: Path) -> bool:
+    """Whether `config_file` is the config.json of a Kinema model or checkpoint directory."""
+    try:
+        return isinstance(values := json.loads(config_file.read_text()), dict) and "kinema" in values
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8 or not JSON: not ours
+        return False
+
+
 @app.command()
 @user_errors
 def export(checkpoint: Path = typer.Argument(..., help="training checkpoint directory"),
            output: Path = typer.Argument(..., help="model directory to write (config.json + model.safetensors)"),
            overrides: Optional[list[str]] = typer.Argument(None, help="sampling defaults to store, e.g. "
-                                                           "sample.guidance=3 sample.steps=25")):
-    """Write a checkpoint's EMA weights and config as a standalone model directory for generation."""
+                                                           "sample.guidance=3 sample.steps=25"),
+           force: bool = typer.Option(False, "--force", help="also write into a non-empty folder that is not a "
+                                      "Kinema model (its other files are kept)")):
+    """Write a checkpoint's EMA weights and config as a standalone model directory for generation; nothing else
+    in OUTPUT is deleted."""
     from kinema.config import with_overrides
-    from kinema.models.pretrained import load_pretrained, save_pretrained
+    from kinema.models.pretrained import CONFIG_FILE, EMA_WEIGHTS_FILE, WEIGHTS_FILE, load_pretrained, save_pretrained
 
     for item in overrides or []:
         if not item.startswith("sample."):
             raise KinemaError(f"export can only change sampling defaults (sample.*), not '{item.split('=')[0]}'")
+    if output.exists() and not output.is_dir():
+        raise KinemaError(f"export output {output} exists and is not a directory")
+    existing = output.is_dir() and any(output.iterdir())
+    if existing and (output / EMA_WEIGHTS_FILE).exists():
+        raise KinemaError(f"export output {output} holds a training checkpoint ({EMA_WEIGHTS_FILE}): "
+                          f"export into another directory")
+    if existing and not _is_kinema_model(output / CONFIG_FILE):
+        foreign = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if (output / name).exists()]
+        if foreign:
+            raise KinemaError(f"export output {output} already has a {foreign[0]} that is not Kinema's: "
+                              f"export into another directory")
+        if not force:
+            raise KinemaError(f"export output {output} is not empty and not a Kinema model directory: choose a new "
+                              f"directory, or pass --force to add the model files (other files are kept)")
     model, config, metadata = load_pretrained(checkpoint, prefer_ema=True)
-    save_pretrained(output, model, with_overrides(config, overrides or []), {"step": metadata.get("step")})
+    save_pretrained(output, model, with_overrides(config, overrides or []), {"step": metadata.get("step")},
+                    keep_other_files=existing)
     typer.echo(f"wrote {output}")
 
 
@@ -170,9 +293,13 @@ def prep(
     src: Path = typer.Argument(..., help="folder of videos (searched recursively)"),
     out: Path = typer.Argument(..., help="output folder for manifest.jsonl (reruns skip finished files)"),
     workers: int = typer.Option(2, "--workers", "-j", help="parallel processes"),
-    cut_threshold: float = typer.Option(0.35, "--cut-threshold", help="histogram distance in (0, 1] marking a cut"),
+    cut_threshold: float = typer.Option(3.0, "--cut-threshold", help="a cut changes this many times more than the "
+                                        "frames around it (> 1)"),
+    cut_min_change: float = typer.Option(0.1, "--cut-min-change", help="and at least this much (colour-histogram "
+                                         "distance in (0, 1])"),
     min_shot: float = typer.Option(1.0, "--min-shot", help="seconds; shorter shots are filtered"),
-    min_sharpness: float = typer.Option(0.0, "--min-sharpness", help="variance of the Laplacian; below = blurred"),
+    min_sharpness: float = typer.Option(0.0, "--min-sharpness", help="variance of the Laplacian at 128 lines; "
+                                        "below = blurred"),
     min_motion: float = typer.Option(0.0, "--min-motion", help="frame widths per second; below = static"),
     max_motion: float = typer.Option(0.0, "--max-motion", help="frame widths per second; above = too shaky (0 = off)"),
     min_brightness: float = typer.Option(0.05, "--min-brightness", help="mean grey level in [0, 1]"),
@@ -183,12 +310,15 @@ def prep(
     """Split videos into shots at scene cuts, score and filter them, write OUT/manifest.jsonl for data.kind=folder."""
     from kinema.data.prep import PrepOptions, prepare
 
-    options = PrepOptions(cut_threshold=cut_threshold, min_shot_seconds=min_shot, min_sharpness=min_sharpness,
-                          min_motion=min_motion, max_motion=max_motion, min_brightness=min_brightness,
+    if workers < 1:
+        raise KinemaError(f"--workers must be at least 1, got {workers}")
+    options = PrepOptions(cut_threshold=cut_threshold, cut_min_change=cut_min_change, min_shot_seconds=min_shot,
+                          min_sharpness=min_sharpness, min_motion=min_motion, max_motion=max_motion, min_brightness=min_brightness,
                           max_brightness=max_brightness, max_blockiness=max_blockiness)
     counts = prepare(src, out, options, workers=workers)
     typer.echo(f"{counts['files']} files ({counts['analysed']} analysed now): {counts.get('ok', 0)} shots kept, "
-               f"{counts.get('filtered', 0)} filtered, {counts.get('bad', 0)} bad files -> {out / 'manifest.jsonl'}")
+               f"{counts.get('filtered', 0)} filtered, {counts.get('bad', 0)} bad files, {counts['skipped']} "
+               f"skipped (not video) -> {out / 'manifest.jsonl'}")
 
 
 @app.command()
@@ -214,6 +344,8 @@ def arch(
         for variant in arch_report.VARIANTS.values():
             typer.echo(f"{variant.name:22} {variant.family:17} {variant.model_name}")
         return
+    for path in (json_path, plot, markdown):
+        _check_writable(path)
     report = arch_report.run_report(variants, width=width, frames=frames, size=size, batch=batch, repeats=repeats,
                                     device=_device(device), progress=lambda name: typer.echo(f"measuring {name}",
                                                                                              err=True))
@@ -237,10 +369,16 @@ def eval_(
                              "for several sets) is written beside it"),
     num_samples: int = typer.Option(256, "--num-samples", "-n", help="clips per set"),
     num_frames: Optional[int] = typer.Option(None, "--num-frames", help="frames per clip (default: the real set's)"),
+    size: Optional[str] = typer.Option(None, "--size", help="bring every clip to HxW pixels, e.g. 64x64 (default: "
+                                       "as read; then a folder's videos must share one size)"),
+    resize: str = typer.Option("crop", "--resize", help="how --size is reached: crop (cover, centre crop) | pad "
+                               "(fit, black bars) | stretch"),
     real_stride: int = typer.Option(1, "--real-stride", help="take every k-th frame of the real videos"),
     features: str = typer.Option("kinema", "--features", help="'kinema' (shipped network, offline), a feature "
-                                 "network directory, or an I3D TorchScript file or http(s) URL (downloaded once)"),
-    i3d_preset: str = typer.Option("stylegan-v", "--i3d-preset", help="stylegan-v | videogpt (with an I3D file)"),
+                                 "network directory, or a TorchScript file (I3D, VideoMAE-style) or http(s) URL "
+                                 "(downloaded once)"),
+    i3d_preset: str = typer.Option("stylegan-v", "--i3d-preset", help="stylegan-v | videogpt (I3D) | raw (any "
+                                   "TorchScript [B,3,T,H,W] in [-1,1] -> features) for a TorchScript file"),
     bootstrap: int = typer.Option(100, "--bootstrap", help="bootstrap rounds for 95% intervals (0: none)"),
     paired: bool = typer.Option(False, "--paired", help="fake i was made for real i: PSNR/SSIM/LPIPS, trajectory error"),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="local CLIP directory for CLIP-SIM"),
@@ -250,9 +388,10 @@ def eval_(
     device: str = DEVICE,
 ):
     """Measure generated videos against real ones: FVD/KVD/FID, frame, temporal, text and ball physics metrics."""
-    from kinema.evaluation import EvalOptions, evaluate, markdown_table, write_reports
+    from kinema.evaluation import EvalOptions, evaluate, markdown_table, parse_size, write_reports
 
-    options = EvalOptions(num_samples=num_samples, num_frames=num_frames, real_stride=real_stride, features=features,
+    options = EvalOptions(num_samples=num_samples, num_frames=num_frames, size=parse_size(size) if size else None,
+                          resize=resize, real_stride=real_stride, features=features,
                           i3d_preset=i3d_preset, bootstrap=bootstrap, paired=paired, clip_model=clip_model,
                           sampler_steps=list(sampler_steps or []), sampler=sampler, guidance=guidance, seed=seed,
                           device=_device(device))
@@ -260,6 +399,8 @@ def eval_(
     typer.echo(markdown_table(reports))
     for path in write_reports(reports, out):
         typer.echo(f"wrote {path}")
+    for warning in dict.fromkeys(w for report in reports for w in report["warnings"]):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def main() -> None:

@@ -8,15 +8,58 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from kinema.errors import KinemaError
+
+
+def _checked(default: Any, rule: str, test: Callable[[Any], bool], each: bool = True) -> Any:
+    """A dataclass field whose value `dataclass_from_dict` checks (`test`, on each item of a list when `each`)."""
+    default_kw = {"default_factory": default} if callable(default) else {"default": default}
+    return field(**default_kw, metadata={"rule": rule, "test": test, "each": each})
+
+
+def at_least(low: float, default: Any) -> Any:
+    """A field that must be >= `low` (every item, for a list); `default` may be a factory."""
+    return _checked(default, f"at least {low}", lambda v: v >= low)
+
+
+def above(low: float, default: Any) -> Any:
+    """A field that must be > `low`."""
+    return _checked(default, f"greater than {low}", lambda v: v > low)
+
+
+def within(low: float, high: float, default: Any) -> Any:
+    """A field that must lie in [`low`, `high`] (e.g. a probability)."""
+    return _checked(default, f"in [{low}, {high}]", lambda v: low <= v <= high)
+
+
+def one_of(choices: tuple[str, ...], default: Any) -> Any:
+    """A field whose value (or every item) must be one of `choices`."""
+    return _checked(default, f"one of {', '.join(choices)}", lambda v: v in choices)
+
+
+def non_empty(default: Any) -> Any:
+    """A string or list field that must not be empty."""
+    return _checked(default, "non-empty", lambda v: len(v) > 0, each=False)
+
+
+def check_field(spec: dataclasses.Field, value: Any, key: str) -> None:
+    """Raise a one-line KinemaError naming `key` when `value` breaks the rule in `spec`'s metadata."""
+    if "test" not in spec.metadata:
+        return
+    items = value if spec.metadata["each"] and isinstance(value, (list, tuple)) else [value]
+    if not all(spec.metadata["test"](item) for item in items):
+        raise KinemaError(f"config key '{key}' must be {spec.metadata['rule']}, got {value!r}")
 
 
 @dataclass
@@ -24,7 +67,7 @@ class DiffusionConfig:
     """Noise schedule and training target (see kinema.diffusion)."""
 
     schedule: str = "cosine"           # linear | cosine | flow
-    shift: float = 1.0                 # resolution shift of the schedule (1 = none)
+    shift: float = above(0, 1.0)       # resolution shift of the schedule (1 = none)
     prediction: str = "v"              # eps | v | x0 | flow
     per_frame_noise: bool = False      # independent noise level per frame (diffusion forcing)
 
@@ -33,27 +76,29 @@ class DiffusionConfig:
 class TrainConfig:
     """Optimisation, logging and checkpointing of `kinema train`."""
 
-    steps: int = 2000                  # optimizer steps in total
-    batch_size: int = 8
-    lr: float = 3e-4                   # peak AdamW learning rate
-    lr_schedule: str = "cosine"        # constant | cosine (decay to 10% after warmup)
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0             # max global gradient norm
-    ema_decay: float = 0.999
-    mixed_precision: str = "no"        # no | fp16 | bf16
+    steps: int = at_least(1, 2000)     # optimizer steps in total
+    batch_size: int = at_least(1, 8)
+    grad_accum: int = at_least(1, 1)   # micro-batches of batch_size per optimizer step (the step sees their sum)
+    lr: float = above(0, 3e-4)         # peak AdamW learning rate
+    lr_schedule: str = one_of(("constant", "cosine"), "cosine")  # cosine: decay to 10% after warmup
+    warmup_steps: int = at_least(0, 100)
+    weight_decay: float = at_least(0, 0.01)
+    grad_clip: float = above(0, 1.0)   # max global gradient norm
+    ema_decay: float = within(0, 1, 0.999)
+    mixed_precision: str = one_of(("no", "fp16", "bf16"), "no")
     gradient_checkpointing: bool = False
-    caption_dropout: float = 0.1       # probability of training on the empty prompt (for guidance)
-    text_encoder: str = "minilm"       # 'minilm', a local path or a hub id of a transformers text model
-    seed: int = 0
-    num_workers: int = 0               # DataLoader worker processes
-    log_every: int = 25
-    sample_every: int = 500            # write a sample video every N steps (0 = never)
-    checkpoint_every: int = 250
-    keep_checkpoints: int = 2          # older checkpoints are deleted
-    output_dir: str = "runs/balls"
+    caption_dropout: float = within(0, 1, 0.1)  # probability of training on the empty prompt (for guidance)
+    label_dropout: float = within(0, 1, 0.1)  # probability of training without the class label (class guidance)
+    text_encoder: str = non_empty("minilm")  # 'minilm', a local path or a hub id of a transformers text model
+    seed: int = at_least(0, 0)
+    num_workers: int = at_least(0, 0)  # DataLoader worker processes
+    log_every: int = at_least(1, 25)
+    sample_every: int = at_least(0, 500)  # write a sample video every N steps (0 = never)
+    checkpoint_every: int = at_least(1, 250)
+    keep_checkpoints: int = at_least(1, 2)  # older checkpoints are deleted
+    output_dir: str = non_empty("runs/balls")
     init_from: str = ""                # fine-tune: start from this model/checkpoint directory's (EMA) weights
-    time_limit_minutes: float = 0.0    # stop (with a checkpoint) after this much training time (0 = no limit)
+    time_limit_minutes: float = at_least(0, 0.0)  # stop (with a checkpoint) after this much training time (0 = none)
 
 
 @dataclass
@@ -61,12 +106,12 @@ class SampleConfig:
     """Defaults for generation; every field can be overridden on the command line."""
 
     sampler: str = "dpmpp_2m"          # ddpm | ddim | dpmpp_2m | euler | heun
-    steps: int = 25
-    guidance: float = 4.0              # classifier-free guidance scale (1 = off)
-    direction_guidance: float = 0.0    # push toward the direction of a prompt's motion words (0 = off)
-    fps: float = 8.0
-    prompts: list[str] = field(default_factory=lambda: ["a red ball bounces to the left",
-                                                         "a green ball and a blue ball bounce"])
+    steps: int = at_least(1, 25)
+    time_grid: str = "uniform"         # uniform | trailing | karras | shifted: how the sampler's times are spaced
+    guidance: float = at_least(0, 4.0)  # classifier-free guidance scale (1 = off)
+    direction_guidance: float = at_least(0, 0.0)  # push toward the direction of a prompt's motion words (0 = off)
+    fps: float = above(0, 8.0)
+    prompts: list[str] = non_empty(lambda: ["a red ball bounces to the left", "a green ball and a blue ball bounce"])
 
 
 @dataclass
@@ -108,11 +153,16 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise KinemaError(f"config key '{key}' must be a list, got {value!r}")
-        args = [a for a in typing.get_args(annotation) if a is not Ellipsis] or [Any]
-        items = [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+        args = typing.get_args(annotation)
+        fixed = origin is tuple and Ellipsis not in args and len(args) > 0
+        if fixed and len(value) != len(args):
+            raise KinemaError(f"config key '{key}' must be a list of {len(args)} values, got {value!r}")
+        items = [_coerce(v, args[i] if fixed else (args or [Any])[0], f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, float) and not math.isfinite(value):
+        raise KinemaError(f"config key '{key}' must be a finite number, got {value!r}")
     if annotation in (int, float, str, bool) and not (isinstance(value, annotation) and
                                                       not (annotation is int and isinstance(value, bool))):
         raise KinemaError(f"config key '{key}' must be {annotation.__name__}, got {value!r}")
@@ -121,16 +171,20 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 
 def dataclass_from_dict(cls: type, values: dict, prefix: str) -> Any:
     """Build dataclass `cls` from `values`, naming the full key (`prefix.key`) of any unknown or bad entry."""
+    if not isinstance(values, Mapping):
+        raise KinemaError(f"config section '{prefix}' must be a mapping of keys to values, got {values!r}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name: f for f in dataclasses.fields(cls)}
     for key in values:
         if key not in known:
             raise KinemaError(f"unknown config key '{prefix}.{key}' (known: {', '.join(sorted(known))})")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in values.items()}
+    for key, value in kwargs.items():
+        check_field(known[key], value, f"{prefix}.{key}")
     try:
         return cls(**kwargs)
-    except (ValueError, TypeError) as error:
-        message = str(error)
+    except ValueError as error:  # the class's own checks (__post_init__); KinemaError is a ValueError
+        message = str(error).replace(f"{cls.__name__}.", f"{prefix}.").replace(f"{cls.__name__}:", f"{prefix}:")
         raise KinemaError(message if prefix in message else f"{prefix}: {message}") from None
 
 
@@ -140,16 +194,21 @@ def config_from_dict(values: dict) -> Config:
     from kinema.models.registry import MODELS
 
     sections = {"model", "data", "diffusion", "train", "sample"}
+    if not isinstance(values, Mapping):
+        raise KinemaError(f"a config must be a mapping of sections ({', '.join(sorted(sections))}), "
+                          f"got {type(values).__name__}")
     for key in values:
         if key not in sections:
             raise KinemaError(f"unknown config section '{key}' (known: {', '.join(sorted(sections))})")
+        if values[key] is not None and not isinstance(values[key], Mapping):
+            raise KinemaError(f"config section '{key}' must be a mapping of keys to values, got {values[key]!r}")
     model = dict(values.get("model") or {})
     model_name = model.pop("name", "video_unet")
-    if model_name not in MODELS:
+    if not isinstance(model_name, str) or model_name not in MODELS:
         raise KinemaError(f"config key 'model.name': unknown model '{model_name}' (choose from {', '.join(MODELS)})")
     data = dict(values.get("data") or {})
     data_kind = data.pop("kind", "balls")
-    if data_kind not in DATASETS:
+    if not isinstance(data_kind, str) or data_kind not in DATASETS:
         raise KinemaError(f"config key 'data.kind': unknown dataset '{data_kind}' (choose from {', '.join(DATASETS)})")
     config = Config(
         model_name=model_name,
@@ -165,7 +224,7 @@ def config_from_dict(values: dict) -> Config:
 
 
 def _check_choices(config: Config) -> None:
-    from kinema.diffusion import PREDICTIONS, SAMPLERS, build_schedule
+    from kinema.diffusion import PREDICTIONS, SAMPLERS, TIME_GRIDS, build_schedule
 
     build_schedule(config.diffusion.schedule, config.diffusion.shift)
     if config.diffusion.prediction not in PREDICTIONS:
@@ -174,17 +233,9 @@ def _check_choices(config: Config) -> None:
     if config.sample.sampler not in SAMPLERS:
         raise KinemaError(f"config key 'sample.sampler': unknown '{config.sample.sampler}' "
                           f"(choose from {', '.join(SAMPLERS)})")
-    for key, value, choices in [("train.mixed_precision", config.train.mixed_precision, ("no", "fp16", "bf16")),
-                                ("train.lr_schedule", config.train.lr_schedule, ("constant", "cosine"))]:
-        if value not in choices:
-            raise KinemaError(f"config key '{key}': unknown '{value}' (choose from {', '.join(choices)})")
-    for key in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
-        if getattr(config.train, key) < 1:
-            raise KinemaError(f"config key 'train.{key}' must be at least 1")
-    for key, value in (("train.time_limit_minutes", config.train.time_limit_minutes),
-                       ("sample.direction_guidance", config.sample.direction_guidance)):
-        if value < 0:
-            raise KinemaError(f"config key '{key}' must be at least 0, got {value}")
+    if config.sample.time_grid not in TIME_GRIDS:
+        raise KinemaError(f"config key 'sample.time_grid': unknown '{config.sample.time_grid}' "
+                          f"(choose from {', '.join(TIME_GRIDS)})")
 
 
 def _merge_overrides(values, overrides: list[str]) -> dict:
@@ -192,11 +243,14 @@ def _merge_overrides(values, overrides: list[str]) -> dict:
     for item in overrides:
         if "=" not in item:
             raise KinemaError(f"override '{item}' is not of the form key=value")
+        try:  # one at a time, so that an error names its override; merging a list into a mapping is a TypeError
+            values = OmegaConf.merge(values, OmegaConf.from_dotlist([item]))
+        except (OmegaConfBaseException, yaml.YAMLError, TypeError) as error:
+            raise KinemaError(f"bad config override '{item}': {' '.join(str(error).split())}") from None
     try:
-        merged = OmegaConf.merge(values, OmegaConf.from_dotlist(list(overrides)))
-        return OmegaConf.to_container(merged, resolve=True)
+        return OmegaConf.to_container(OmegaConf.create(values), resolve=True)
     except OmegaConfBaseException as error:
-        raise KinemaError(f"bad config override: {str(error).splitlines()[0]}") from None
+        raise KinemaError(f"bad config value: {' '.join(str(error).split())}") from None
 
 
 def with_overrides(config: Config, overrides: list[str]) -> Config:
@@ -213,6 +267,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise KinemaError(f"config file not found: {path}")
         try:
             base = OmegaConf.load(path)
-        except Exception as error:  # yaml's errors are many-typed; report the first line
-            raise KinemaError(f"cannot parse config {path}: {str(error).splitlines()[0]}") from None
+        except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError, OSError) as error:
+            # OmegaConf reports a YAML file holding a bare number or string as an IOError
+            raise KinemaError(f"cannot read config {path}: {' '.join(str(error).split())}") from None
+        if not isinstance(base, DictConfig):
+            raise KinemaError(f"config {path} must be a mapping of sections (model, data, ...), "
+                              f"not a {type(base).__name__}")
     return config_from_dict(_merge_overrides(base, overrides))

@@ -1,10 +1,11 @@
 """`kinema eval`: compare generated videos with real ones on every metric of kinema.metrics; JSON, Markdown, plot.
 
-Sources (`load_source`): a folder of videos (mp4 / webm / gif, sorted by name; captions from NAME.txt
-beside a video when present), a YAML config whose `data:` section names a dataset (clips 0..N-1 of
-it, with ground truth such as ball positions), or, for generated videos, a model or training
-checkpoint directory that is sampled with TextToVideoPipeline on the real set's captions. A
-checkpoints folder (holding step_* directories) stands for all of its checkpoints.
+Sources (`load_source`): a folder of videos (every container the video readers take, and
+subfolders of PNG / JPEG frames, sorted by name; captions from NAME.txt beside a video when present), a YAML config whose `data:` section
+names a dataset (clips 0..N-1 of it, with ground truth such as ball positions), or, for generated
+videos, a model or training checkpoint directory that is sampled with TextToVideoPipeline on the
+real set's captions. A checkpoints folder (holding step_* directories) stands for all of its
+checkpoints. With `size` every set is brought to one frame size (`fit_size`: crop, pad or stretch).
 
 Per generated set (`evaluate`): FVD and KVD on clip features and frame FID on frame features
 (bootstrap 95% intervals for FVD and frame FID), temporal and motion scores, ball identity and
@@ -12,6 +13,12 @@ physics scores, CLIP-SIM with a local CLIP model, and, for paired sets (fake i m
 PSNR / SSIM / LPIPS and the ball trajectory error against the real clip's ground truth. A metric
 that cannot be computed says "unavailable" and why; no number is made up. Real-set features are
 cached on disk, keyed by the source, sample count, frames, stride, seed and extractor.
+
+Next to FVD every report carries its controls (kinema.metrics.controls): the real-vs-real split
+baseline (FVD between two random halves of the real set, its spread over `control_splits` splits),
+the shuffled-time control (FVD of the real set against the same clips shuffled in time) and
+warnings, also printed on stderr by `kinema eval`, when the data lie outside the feature network's
+recorded training domain or when the sets are too small for FVD to separate them.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from torch import Tensor
 from kinema.atomic import atomic_path, write_text_atomic
 from kinema.errors import KinemaError
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
+RESIZE_MODES = ("crop", "pad", "stretch")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # a folder of these is one clip, frames in name order
 LOWER_IS_BETTER = {"fvd", "kvd", "frame_fid", "flicker", "warping_error", "lpips", "lpips_t", "color_drift",
                    "gravity_residual", "roughness", "target_error"}
 
@@ -40,10 +48,13 @@ class EvalOptions:
 
     num_samples: int = 256          # clips per set
     num_frames: int | None = None   # frames per clip (default: the real set's)
+    size: tuple[int, int] | None = None  # (H, W) every set is brought to (default: as read; one size per set)
+    resize: str = "crop"            # how to reach `size`: crop (cover, centre crop) | pad (fit, black bars) | stretch
     real_stride: int = 1            # take every k-th frame of real videos
     features: str = "kinema"        # 'kinema' (shipped network), a feature-net directory, an I3D .pt file or URL
     i3d_preset: str = "stylegan-v"  # stylegan-v | videogpt (for an I3D file)
     bootstrap: int = 100            # bootstrap rounds for the intervals (0: none)
+    control_splits: int = 10        # random real/real splits for the FVD split baseline
     kvd_subsets: int = 100
     paired: bool = False            # fake i was made for real i: frame metrics and trajectory error
     clip_model: str | None = None   # local CLIP directory for CLIP-SIM
@@ -72,21 +83,106 @@ class VideoSet:
 # ------------------------------------------------------------------------------------------ sources
 
 
-def _read_folder(path: Path, count: int, frames: int | None, stride: int) -> VideoSet:
-    from kinema.video import read_video
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' (e.g. 64x64) -> (H, W); a one-line error naming --size otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(part.strip().isdigit() and int(part) > 0 for part in parts):
+        raise KinemaError(f"--size must be HxW in pixels, e.g. 64x64, got {text!r}")
+    return int(parts[0]), int(parts[1])
 
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)[:count]
+
+def fit_size(video: Tensor, size: tuple[int, int], mode: str) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """Bring one clip [C, T, H, W] to `size` (H, W) by `mode`, with the pixel map p' = p * scale + offset.
+
+    crop: the smallest aspect-preserving resize that covers the size, centre-cropped; pad: the
+    largest that fits, centred on black; stretch: resized to the size, aspect ratio not kept.
+    Points (x, y) are in pixel units (pixel (i, j) covers [j, j+1] x [i, i+1]).
+    """
+    import torch.nn.functional as F
+
+    from kinema.data.transforms import crop, resize, resize_to_cover
+
+    (height, width), (h, w) = size, video.shape[-2:]
+    if mode == "stretch":
+        return resize(video, height, width), np.array([width / w, height / h]), np.zeros(2)
+    if mode == "crop":
+        covered = resize_to_cover(video, height, width)
+        top, left = (covered.shape[-2] - height) // 2, (covered.shape[-1] - width) // 2
+        scale = np.array([covered.shape[-1] / w, covered.shape[-2] / h])
+        return crop(covered, height, width), scale, np.array([-left, -top], dtype=np.float64)
+    if mode == "pad":
+        factor = min(height / h, width / w)
+        inner = resize(video, max(1, round(h * factor)), max(1, round(w * factor)))
+        top, left = (height - inner.shape[-2]) // 2, (width - inner.shape[-1]) // 2
+        padding = (left, width - inner.shape[-1] - left, top, height - inner.shape[-2] - top)
+        scale = np.array([inner.shape[-1] / w, inner.shape[-2] / h])
+        return F.pad(inner, padding, value=-1.0), scale, np.array([left, top], dtype=np.float64)
+    raise KinemaError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
+
+
+def _fit_set(videos: VideoSet, size: tuple[int, int] | None, mode: str) -> VideoSet:
+    """Every clip of a set brought to `size` by `mode` (ball positions moved with the pixels); as is without a size."""
+    if size is None:
+        return videos
+    fitted = [fit_size(clip, size, mode) for clip in videos.videos]
+    positions = videos.positions
+    if positions is not None:
+        scale, offset = (torch.as_tensor(np.stack([fit[i] for fit in fitted]), dtype=positions.dtype) for i in (1, 2))
+        positions = positions * scale[:, None, None] + offset[:, None, None]  # [N, T, balls, 2] * [N, 1, 1, 2]
+    return VideoSet(torch.stack([clip for clip, _, _ in fitted]), videos.captions,
+                    f"{videos.description} ({size[0]}x{size[1]} by {mode})", positions, videos.num_balls,
+                    videos.step, videos.sampler_steps)
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    """The image files (IMAGE_SUFFIXES) in a folder, in name order; [] for anything else."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _read_frame_folder(folder: Path, num_frames: int | None) -> Tensor:
+    """One clip [3, T, H, W] in [-1, 1] from the first `num_frames` (default: all) images of a folder."""
+    from PIL import Image
+
+    from kinema.video import from_uint8
+
+    files = _frame_files(folder)[:num_frames]
+    if num_frames is not None and len(files) < num_frames:
+        raise KinemaError(f"{folder}: asked for {num_frames} frames, but it holds {len(files)} images")
+    frames = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                frames.append(np.asarray(image.convert("RGB")))
+        except OSError as error:
+            raise KinemaError(f"{file}: not a readable image ({str(error).splitlines()[0]})") from None
+    if len({frame.shape for frame in frames}) > 1:
+        raise KinemaError(f"{folder}: frames differ in size {sorted({frame.shape[:2] for frame in frames})}")
+    return from_uint8(np.stack(frames))
+
+
+def _read_folder(path: Path, count: int, frames: int | None, stride: int, size: tuple[int, int] | None,
+                 mode: str) -> VideoSet:
+    from kinema.video.io import READABLE_SUFFIXES, read_video
+
+    files = sorted(p for p in path.iterdir()
+                   if (p.suffix.lower() in READABLE_SUFFIXES and p.is_file()) or _frame_files(p))[:count]
     if not files:
-        raise KinemaError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {path}")
+        raise KinemaError(f"no videos ({', '.join(READABLE_SUFFIXES)}) or folders of images "
+                          f"({', '.join(IMAGE_SUFFIXES)}) in {path}")
     clips = []
     for file in files:
-        clip, _ = read_video(file, num_frames=None if frames is None else frames * stride)
-        clips.append(clip[:, ::stride])
+        wanted = None if frames is None else frames * stride
+        clip = read_video(file, num_frames=wanted)[0] if file.is_file() else _read_frame_folder(file, wanted)
+        clips.append(clip[:, ::stride] if size is None else fit_size(clip[:, ::stride], size, mode)[0])
     shapes = {tuple(c.shape) for c in clips}
     if len(shapes) > 1:
-        raise KinemaError(f"videos in {path} differ in shape {sorted(shapes)}; pass --num-frames and use one size")
+        raise KinemaError(f"videos in {path} differ in shape {sorted(shapes)}; pass --num-frames, and --size HxW "
+                          f"(with --resize {'|'.join(RESIZE_MODES)}) to bring them to one size")
     captions = [f.with_suffix(".txt").read_text().strip() if f.with_suffix(".txt").is_file() else "" for f in files]
-    return VideoSet(torch.stack(clips), captions, str(path))
+    described = str(path) if size is None else f"{path} ({size[0]}x{size[1]} by {mode})"
+    return VideoSet(torch.stack(clips), captions, described)
 
 
 def _read_dataset(path: Path, count: int, frames: int | None, stride: int, seed: int) -> VideoSet:
@@ -115,7 +211,7 @@ def _sample_checkpoint(path: Path, captions: list[str], options: EvalOptions, fr
                    guidance=options.guidance, seed=options.seed + i, progress=False)
               for i in range(0, len(captions), options.batch_size)]
     step = read_config(path)[1].get("step")
-    used = steps or pipe.config.sample.steps
+    used = pipe.spec.defaults.steps if steps is None else steps
     return VideoSet(torch.cat(videos), list(captions), f"{path} ({used} sampler steps)", step=step,
                     sampler_steps=used)
 
@@ -133,17 +229,21 @@ def load_source(source: str | Path, options: EvalOptions, *, captions: list[str]
     count, frames = options.num_samples, frames or options.num_frames
     if count < 2:
         raise KinemaError(f"--num-samples must be at least 2, got {count}")
+    if options.resize not in RESIZE_MODES:
+        raise KinemaError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {options.resize!r}")
     if not path.exists():
         raise KinemaError(f"eval source not found: {path}")
     if path.is_file() and path.suffix in (".yaml", ".yml"):
-        return _read_dataset(path, count, frames, options.real_stride if captions is None else 1, options.seed)
+        return _fit_set(_read_dataset(path, count, frames, options.real_stride if captions is None else 1, options.seed),
+                        options.size, options.resize)
     if path.is_dir() and (path / "config.json").is_file():
         if captions is None:
             raise KinemaError(f"{path} is a checkpoint: it can only be the generated (--fake) set")
         prompts = [captions[i % len(captions)] for i in range(count)]
-        return _sample_checkpoint(path, prompts, options, frames, sampler_steps)
+        return _fit_set(_sample_checkpoint(path, prompts, options, frames, sampler_steps), options.size, options.resize)
     if path.is_dir():
-        return _read_folder(path, count, frames, options.real_stride if captions is None else 1)
+        return _read_folder(path, count, frames, options.real_stride if captions is None else 1, options.size,
+                            options.resize)
     raise KinemaError(f"eval source {path} is neither a folder of videos, a .yaml config nor a checkpoint")
 
 
@@ -192,15 +292,18 @@ def _features(extractor, videos: Tensor) -> dict[str, np.ndarray]:
 
 
 def real_features(real: VideoSet, source: str, extractor, options: EvalOptions) -> dict[str, np.ndarray]:
-    """Features of the real set, from the on-disk cache when the same set was measured before."""
+    """Features of the real set and of its time-shuffled copy ("shuffled"), cached on disk per set and extractor."""
+    from kinema.metrics.controls import shuffled_in_time
+
     key = json.dumps([str(Path(source).resolve()), _source_stamp(Path(source)), len(real.videos),
                       list(real.videos.shape[1:]), options.real_stride, options.seed, extractor.name,
-                      getattr(extractor, "preset", "")])
+                      getattr(extractor, "preset", ""), getattr(extractor, "fingerprint", "")])
     file = Path(options.cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
     if file.is_file():
         with np.load(file, allow_pickle=False) as cached:
             return {name: cached[name] for name in cached.files}
     features = _features(extractor, real.videos)
+    features["shuffled"] = extractor.videos(shuffled_in_time(real.videos, options.seed))
     with atomic_path(file) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **features)
@@ -235,6 +338,17 @@ def _mean(values: Tensor) -> float:
     return float(finite.mean()) if len(finite) else math.nan
 
 
+def _ball_entry(values: Tensor, not_applicable: list[str]) -> dict:
+    """A ball score: the mean over the clips it applies to; "not applicable" and why when it applies to none."""
+    reasons = [reason for reason in not_applicable if reason]
+    if not reasons:
+        return _entry(_mean(values))
+    common = max(set(reasons), key=reasons.count)
+    if len(reasons) == len(not_applicable):
+        return {"value": "not applicable", "reason": f"{common} (all {len(reasons)} clips)"}
+    return {**_entry(_mean(values)), "not_applicable": f"{len(reasons)} of {len(not_applicable)} clips: {common}"}
+
+
 def set_scores(videos: VideoSet, lpips=None, target: VideoSet | None = None) -> dict[str, dict]:
     """Scores of one set on its own: temporal, motion, ball identity and physics (+ LPIPS-T, trajectory error)."""
     from kinema.metrics.frame import lpips_t
@@ -248,7 +362,7 @@ def set_scores(videos: VideoSet, lpips=None, target: VideoSet | None = None) -> 
     if target is not None and target.positions is not None:
         positions, counts = target.positions, target.num_balls
     balls = ball_scores(videos.videos, target_positions=positions, target_counts=counts)
-    scores.update({name: _entry(_mean(values)) for name, values in balls.items()})
+    scores.update({name: _ball_entry(values, balls.not_applicable) for name, values in balls.scores.items()})
     return scores
 
 
@@ -279,6 +393,17 @@ def distances(real: dict[str, np.ndarray], fake: dict[str, np.ndarray], options:
     return out
 
 
+def real_controls(real: VideoSet, features: dict[str, np.ndarray], extractor, options: EvalOptions) -> dict:
+    """The real set's FVD split baseline, shuffled-time control and domain check (kinema.metrics.controls)."""
+    from kinema.metrics.controls import domain_warnings, shuffled_control, split_baseline
+
+    domain, warnings = domain_warnings(getattr(extractor, "metadata", {}), tuple(real.videos.shape[1:]),
+                                       features["video"])
+    return {"fvd_real_split": split_baseline(features["video"], options.control_splits, options.seed),
+            "fvd_real_vs_shuffled": shuffled_control(features["video"], features["shuffled"]),
+            "domain": domain, "warnings": warnings}
+
+
 def paired_scores(real: VideoSet, fake: VideoSet, lpips) -> dict[str, dict]:
     """PSNR, SSIM and LPIPS of fake i against real i."""
     from kinema.metrics.frame import lpips as lpips_distance
@@ -295,6 +420,7 @@ def paired_scores(real: VideoSet, fake: VideoSet, lpips) -> dict[str, dict]:
 
 def evaluate(real_source: str | Path, fake_sources: list[str | Path], options: EvalOptions) -> list[dict]:
     """One report per generated set (each checkpoint x sampler-steps count) against one real set."""
+    from kinema.metrics.controls import separation_warnings
     from kinema.metrics.frame import load_lpips
 
     for source in fake_sources:
@@ -303,8 +429,9 @@ def evaluate(real_source: str | Path, fake_sources: list[str | Path], options: E
     real = load_source(real_source, options)
     extractor = load_extractor(options)
     real_feats = real_features(real, str(real_source), extractor, options)
+    controls = real_controls(real, real_feats, extractor, options)
     lpips = load_lpips()
-    reference = set_scores(real, lpips)
+    reference = {"fvd": controls["fvd_real_split"], **set_scores(real, lpips)}
     fakes: list[tuple[str, int | None]] = []
     for source in fake_sources:
         for path in expand_checkpoints(Path(source)):
@@ -321,12 +448,15 @@ def evaluate(real_source: str | Path, fake_sources: list[str | Path], options: E
                         for name in ("psnr", "ssim", "lpips")})
         metrics.update(set_scores(fake, lpips, real if options.paired else None))
         metrics["clip_sim"] = clip_similarity(fake, options.clip_model)
+        warnings = controls["warnings"] + separation_warnings(
+            metrics["fvd"]["value"], controls["fvd_real_split"], controls["fvd_real_vs_shuffled"], len(fake.videos))
         reports.append({
             "real": real.description, "fake": fake.description, "step": fake.step,
             "sampler_steps": fake.sampler_steps, "num_samples": len(fake.videos),
             "shape": list(fake.videos.shape[1:]), "features": extractor.name,
             "options": {k: v for k, v in asdict(options).items() if k != "cache_dir"},
             "metrics": metrics, "real_reference": reference,
+            "controls": {k: v for k, v in controls.items() if k != "warnings"}, "warnings": warnings,
         })
     return reports
 
@@ -341,6 +471,8 @@ def _cell(entry: dict | None) -> str:
     if isinstance(value, str):
         return value
     text = f"{value:.4g}"
+    if "std" in entry:  # a spread over repeats, e.g. the FVD split baseline
+        return text + f" ± {entry['std']:.3g} [{entry['min']:.4g}, {entry['max']:.4g}]"
     return text + (f" [{entry['ci95'][0]:.4g}, {entry['ci95'][1]:.4g}]" if "ci95" in entry else "")
 
 
@@ -355,7 +487,18 @@ def markdown_table(reports: list[dict]) -> str:
         real = _cell(reports[0]["real_reference"].get(name))
         lines.append(f"| {name}{arrow} | " + " | ".join(cells) + f" | {real} |")
     notes = {f"{name}: {entry['reason']}" for r in reports for name, entry in r["metrics"].items() if "reason" in entry}
-    return "\n".join(lines + [""] + [f"- {note}" for note in sorted(notes)]) + "\n"
+    return "\n".join(lines + [""] + _control_lines(reports[0]["controls"]) + [f"- {note}" for note in sorted(notes)]
+                     + [f"- warning: {w}" for w in dict.fromkeys(w for r in reports for w in r["warnings"])]) + "\n"
+
+
+def _control_lines(controls: dict) -> list[str]:
+    """The FVD controls under the table: split baseline (the fvd row's real column) and shuffled-time control."""
+    split = controls["fvd_real_split"]
+    halves = f" ({split['clips_per_half']} clips each, {split['splits']} splits)" if "splits" in split else ""
+    return [f"- fvd real column: FVD between two random halves of the real set{halves}, mean ± std [min, max]: "
+            f"{_cell(split)}",
+            f"- fvd shuffled-time control: real set vs the same clips shuffled in time: "
+            f"{_cell(controls['fvd_real_vs_shuffled'])}"]
 
 
 def plot_reports(reports: list[dict], path: str | Path, metrics: tuple[str, ...] = ("fvd", "frame_fid",

@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from kinema.errors import KinemaError
+
 
 @dataclass
 class Conditioning:
@@ -14,7 +16,7 @@ class Conditioning:
 
     text:        [B, L, D] token embeddings from a text encoder
     text_mask:   [B, L] bool, True where a token is real
-    labels:      [B] long class labels
+    labels:      [B] long class labels; -1 = no class (the null label of classifier-free guidance)
     frames:      [B, C, T, H, W] known frames (values where `frame_mask` is True)
     frame_mask:  [B, T] bool, True for frames that are given
     fps:         [B] float frames per second
@@ -61,20 +63,8 @@ class Conditioning:
             if all(v is None for v in values):
                 merged[f.name] = None
             elif any(v is None for v in values):
-                raise ValueError(f"Conditioning.cat: field '{f.name}' is set in some items but not all")
+                raise KinemaError(f"Conditioning.cat: field '{f.name}' is set in some items but not all")
             else:
                 merged[f.name] = torch.cat(values, dim=0)
         return Conditioning(**merged)
 
-
-def check_conditioning(model: str, cond: Conditioning, fields: frozenset[str], text_required: bool,
-                       text_dim: int | None = None) -> None:
-    """The contract check every denoiser runs: a clear error on fields `model` cannot read, on missing text it
-    needs, and (when `text_dim` is given) on text tokens of the wrong width."""
-    unsupported = cond.present() - fields
-    if unsupported:
-        raise ValueError(f"{model} cannot use conditioning field(s): {', '.join(sorted(unsupported))}")
-    if text_required and cond.text is None:
-        raise ValueError(f"this {model} is text-conditioned: cond.text is required (encode '' for unconditional)")
-    if text_dim is not None and cond.text is not None and cond.text.shape[-1] != text_dim:
-        raise ValueError(f"text tokens have width {cond.text.shape[-1]} but the model expects {text_dim}")

@@ -64,19 +64,17 @@ class TextEncoder:
         self._cache_size = cache_size
 
     @torch.no_grad()
-    def _encode_uncached(self, texts: list[str]) -> list[Tensor]:
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                               return_tensors="pt").to(self.device)
+    def _encode_one(self, text: str) -> Tensor:
+        """[L, D] tokens of one prompt, encoded alone: batch partners and padding change the floating-point result,
+        so encoding each prompt by itself keeps an embedding (and so a resumed run) a pure function of its prompt."""
+        batch = self.tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
         hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        lengths = batch["attention_mask"].sum(dim=1).tolist()
-        return [hidden[i, :n].float().cpu() for i, n in enumerate(lengths)]
+        return hidden[0].float().cpu()
 
     def encode(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         """Token embeddings [B, L, D] (padded to the longest prompt) and a [B, L] bool mask of real tokens."""
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            for text, tokens in zip(missing, self._encode_uncached(missing)):
-                self._cache[text] = tokens
+        for text in dict.fromkeys(t for t in texts if t not in self._cache):
+            self._cache[text] = self._encode_one(text)
         for text in texts:
             self._cache.move_to_end(text)
         per_text = [self._cache[t] for t in texts]

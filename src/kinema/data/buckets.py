@@ -48,6 +48,3 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self._batches():
             yield batch.tolist()
-
-    def __len__(self) -> int:
-        return len(self._batches())

@@ -1,12 +1,14 @@
-"""Video-folder dataset: a tree of mp4/webm/mkv/avi/mov/gif files or a manifest, sampled into clips (chapter 11.1.4).
+"""Video-folder dataset: a tree of video files (any readable container) or a manifest, sampled into clips (11.1.4).
 
 Captions come from the manifest, else a sidecar `.txt` beside the video, else the class name;
 labels from the manifest's `label` column or the first sub-folder under `root` (the UCF-101 layout).
-Every file's header is probed once up front; a file that cannot be opened, has no video stream,
-has an unsupported suffix or is too short for one clip is skipped with one log line and counted
-in `summary`. A file that fails later while decoding (e.g. truncated) is skipped the same way and
-the item is taken from the next video, so training never stops; only a dataset without a single
-usable video raises. Items are deterministic in (seed, index): a worker process needs no shared state.
+Relative manifest paths resolve against the manifest's folder (where `kinema prep` writes them
+from), else against `root`. Every file's header is probed once up front; a file that is missing,
+cannot be opened, has no video stream, has an unsupported suffix or is too short for one clip is
+skipped with one log line and counted in `summary`, and so is every other file under `root` (a
+sidecar caption excepted). A file that fails later while decoding (e.g. truncated) is skipped the
+same way and the item is taken from the next video, so training never stops; only a dataset without
+a single usable video raises, naming the first file it skipped. Items are deterministic in (seed, index): a worker process needs no shared state.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from kinema.data.transforms import CROP_MODES, SpatialTransform, nearest_bucket
 from kinema.errors import KinemaError
 from kinema.video.io import READABLE_SUFFIXES, probe_video, read_clip, read_frames_at, read_window
 
+CAPTION_SUFFIX = ".txt"  # a sidecar caption beside a video: clip.mp4 -> clip.txt
+
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +47,7 @@ log = logging.getLogger(__name__)
 class VideoFolderConfig:
     """Where the videos are and how clips are cut from them (`data.kind: folder`)."""
 
-    root: str = ""  # folder scanned recursively; base of relative manifest paths (default: the manifest's folder)
+    root: str = ""  # folder scanned recursively; with a manifest, where relative paths not beside it are looked up
     manifest: str = ""  # .jsonl or .csv with path, caption, start, end, fps, label (e.g. from `kinema prep`)
     num_frames: int = 8  # T
     size: int = 32  # square output side, used when `buckets` is empty
@@ -97,6 +101,16 @@ class VideoEntry:
     width: int
 
 
+def video_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """Files under `root` (recursively, sorted): (videos by suffix, every other file except sidecar captions)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    videos = [p for p in files if p.suffix.lower() in READABLE_SUFFIXES]
+    stems = {p.with_suffix("") for p in videos}
+    others = [p for p in files if p.suffix.lower() not in READABLE_SUFFIXES
+              and not (p.suffix.lower() == CAPTION_SUFFIX and p.with_suffix("") in stems)]
+    return videos, others
+
+
 def label_caption(name: str) -> str:
     """A class folder name as words: 'ApplyEyeMakeup' / 'apply_eye_makeup' -> 'apply eye makeup'."""
     words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ")
@@ -110,56 +124,69 @@ class VideoFolder(Dataset):
         self.config = config
         self.seed = seed
         self.summary: Counter[str] = Counter()  # "usable" and one count per reason a file was skipped
-        rows, base = self._rows()
+        self._first_error = ""  # the first skip message, for the error when nothing is usable
+        rows, bases = self._rows()
         names = sorted({str(r["label"]) for r in rows if r.get("label") is not None})
         self.numeric_labels = bool(names) and all(re.fullmatch(r"\d+", n) for n in names)
         self.classes: list[str] = [] if self.numeric_labels else names  # label index -> class name
         self.entries: list[VideoEntry] = []
         for row in rows:
-            entry = self._entry(row, base)
+            entry = self._entry(row, bases)
             if entry is not None:
                 self.entries.append(entry)
         self.summary["usable"] = len(self.entries)
         source = config.manifest or config.root
         skipped = {k: v for k, v in self.summary.items() if k != "usable"}
         if not self.entries:
+            first = f"; first: {self._first_error}" if self._first_error else ""
             raise KinemaError(f"no usable video in {source}: {len(rows)} found, all skipped "
-                              f"({', '.join(f'{v} {k}' for k, v in skipped.items()) or 'none found'})")
+                              f"({', '.join(f'{v} {k}' for k, v in skipped.items()) or 'none found'}){first}")
         log.log(logging.WARNING if skipped else logging.INFO, "video folder %s: %d usable, %d skipped %s", source,
                 len(self.entries), sum(skipped.values()), dict(skipped) if skipped else "")
         self._failed: set[int] = set()  # entries that failed while decoding, in this process
 
     # ---------------------------------------------------------------- building the index
 
-    def _rows(self) -> tuple[list[dict], Path]:
-        """Manifest rows (status 'ok' only), or one row per video file found under root; and the path base."""
+    def _rows(self) -> tuple[list[dict], list[Path]]:
+        """Manifest rows (status 'ok' only), or one row per video file found under root; and the path bases."""
         config = self.config
         if config.manifest:
             manifest = Path(config.manifest)
             rows = [r for r in read_manifest(manifest) if r.get("status", "ok") == "ok"]
-            return rows, Path(config.root) if config.root else manifest.parent
+            return rows, [manifest.parent] + ([Path(config.root)] if config.root else [])
         root = Path(config.root)
         if not root.is_dir():
             raise KinemaError(f"config key 'data.root': not a folder: {root}")
+        videos, others = video_files(root)
+        for path in others:
+            log.warning("skipping %s: not a video file (suffix %r)", path, path.suffix or "(none)")
+        if others:
+            self.summary["not a video"] = len(others)
         rows = []
-        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in READABLE_SUFFIXES and p.is_file()):
+        for path in videos:
             relative = path.relative_to(root)
             row = {"path": str(relative)}
             if len(relative.parts) > 1:
                 row["label"] = relative.parts[0]
             rows.append(row)
-        return rows, root
+        return rows, [root]
 
     def _skip(self, path: str, reason: str, error: str) -> None:
         log.warning("skipping %s: %s", path, error)
         self.summary[reason] += 1
+        self._first_error = self._first_error or f"{path}: {error}"
 
-    def _entry(self, row: dict, base: Path) -> VideoEntry | None:
+    def _entry(self, row: dict, bases: list[Path]) -> VideoEntry | None:
         """Resolve and check one row: probe the file unless the row knows fps, end and size; None if skipped."""
         path = Path(row["path"])
-        path = path if path.is_absolute() else base / path
+        if not path.is_absolute():
+            path = next((base / path for base in bases if (base / path).exists()), bases[0] / path)
         if path.suffix.lower() not in READABLE_SUFFIXES:
             self._skip(str(path), "unsupported", f"unsupported suffix {path.suffix!r}")
+            return None
+        if not path.is_file():
+            where = "" if Path(row["path"]).is_absolute() else f" (relative to {' or '.join(map(str, bases))})"
+            self._skip(str(path), "missing", f"video file not found: {row['path']}{where}")
             return None
         known = all(row.get(k) for k in ("fps", "end", "width", "height"))
         try:
@@ -184,7 +211,7 @@ class VideoFolder(Dataset):
             label_index = int(label) if self.numeric_labels else self.classes.index(str(label))
         caption = row.get("caption")
         if caption is None:
-            sidecar = path.with_suffix(".txt")
+            sidecar = path.with_suffix(CAPTION_SUFFIX)
             if sidecar.is_file():
                 caption = sidecar.read_text(encoding="utf-8").strip()
             elif label is not None and self.config.label_captions:
@@ -221,6 +248,7 @@ class VideoFolder(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"VideoFolder index {index} out of range [0, {len(self)})")
         first = self._entry_index(index)
+        error = None
         for offset in range(len(self.entries)):  # a video that fails to decode hands over to the next one
             number = (first + offset) % len(self.entries)
             if number in self._failed:
@@ -228,10 +256,12 @@ class VideoFolder(Dataset):
             entry = self.entries[number]
             try:
                 return self._item(entry, index)
-            except KinemaError as error:
+            except KinemaError as failure:
+                error = failure
                 self._failed.add(number)
                 self._skip(entry.path, "failed to decode", str(error))
-        raise KinemaError(f"every video in {self.config.manifest or self.config.root} failed to decode")
+        raise KinemaError(f"every video in {self.config.manifest or self.config.root} failed to decode; "
+                          f"last: {error}")
 
     def _item(self, entry: VideoEntry, index: int) -> dict:
         """Sample, decode and transform one clip of `entry` (randomness from (seed, index))."""

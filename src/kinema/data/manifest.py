@@ -1,6 +1,7 @@
 """Video manifests: CSV or JSON-lines tables with one row per video or shot (chapter 11.1.4).
 
-A row needs `path` (relative paths are resolved against a root folder); optional columns are
+A row needs `path` (a relative path is resolved against the manifest's folder, where `kinema prep`
+writes it from, then against the dataset's root folder); optional columns are
 `caption`, `start` and `end` (seconds), `fps` (the source rate), `label`, and anything else
 (`kinema prep` adds frame numbers, size, codec, `scores` and `status` / `reason`). JSONL keeps
 types and nested values; CSV holds flat text, so numbers are parsed back and empty cells are absent.

@@ -88,6 +88,9 @@ class BouncingBallsConfig:
         low, high = self.radius_range
         if not 0.5 <= low <= high < self.size / 2:
             raise KinemaError(f"{name}.radius_range needs 0.5 <= low <= high < size / 2, got {self.radius_range}")
+        rng = np.random.default_rng(0)  # checked now, not at the clip that fails: place the largest balls 32 times
+        for _ in range(32):
+            _place_without_overlap(np.full(self.max_balls, high), self.size, rng)
         if not 0.0 <= self.speed_range[0] <= self.speed_range[1]:
             raise KinemaError(f"{name}.speed_range must satisfy 0 <= low <= high, got {self.speed_range}")
         if not 0.0 <= self.restitution <= 1.0:

@@ -12,21 +12,25 @@ rerun re-analyses only new or changed files (thresholds are re-applied to the st
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 from tqdm.auto import tqdm
 
 from kinema.atomic import write_text_atomic
 from kinema.data import quality
+from kinema.data.folder import video_files
 from kinema.data.manifest import write_manifest
 from kinema.data.scenes import CutDetector, split_shots
 from kinema.errors import KinemaError
-from kinema.video.io import READABLE_SUFFIXES, probe_video
+from kinema.video.io import decode_frames, probe_video
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
 SETTINGS = "prep.json"
@@ -36,7 +40,8 @@ SETTINGS = "prep.json"
 class PrepOptions:
     """Analysis settings (a change re-analyses every file) and filter thresholds (0 = off for the optional ones)."""
 
-    cut_threshold: float = 0.35  # histogram distance in [0, 1] that marks a cut
+    cut_threshold: float = 3.0  # a cut changes this many times more than the frames around it
+    cut_min_change: float = 0.1  # and at least this much (colour-histogram distance in (0, 1])
     analysis_width: int = 128  # width of the small copies used for cuts and optical flow
     score_rate: float = 4.0  # frames per second scored for sharpness, brightness, motion, blockiness
     min_shot_seconds: float = 1.0  # shorter shots are filtered
@@ -48,8 +53,10 @@ class PrepOptions:
     max_blockiness: float = 0.0  # block-edge step ratio; above = compression artifacts
 
     def __post_init__(self):
-        if not 0.0 < self.cut_threshold <= 1.0:
-            raise KinemaError(f"--cut-threshold must be in (0, 1], got {self.cut_threshold}")
+        if not self.cut_threshold > 1.0:
+            raise KinemaError(f"--cut-threshold must be > 1 (a ratio of frame changes), got {self.cut_threshold}")
+        if not 0.0 < self.cut_min_change <= 1.0:
+            raise KinemaError(f"--cut-min-change must be in (0, 1], got {self.cut_min_change}")
         if self.analysis_width < 16 or self.score_rate <= 0:
             raise KinemaError(f"need analysis width >= 16 and score rate > 0, got {self.analysis_width}, "
                               f"{self.score_rate}")
@@ -62,7 +69,8 @@ class PrepOptions:
 
     def analysis(self) -> dict:
         """The settings that change what is measured (not what is kept)."""
-        return {"cut_threshold": self.cut_threshold, "analysis_width": self.analysis_width,
+        return {"cut_threshold": self.cut_threshold, "cut_min_change": self.cut_min_change,
+                "analysis_width": self.analysis_width,
                 "score_rate": self.score_rate}
 
 
@@ -102,40 +110,49 @@ def analyse_video(path: str, options: PrepOptions) -> list[dict]:
     """Shots of one video with times, frames and scores (unfiltered), or one row with status 'bad' and the reason."""
     try:
         info = probe_video(path)
-        timestamps, cuts, scored = [], [], []
-        every = max(1, round(info.fps / options.score_rate))
-        width = min(options.analysis_width, info.width)
-        height = max(2, round(info.height * width / info.width / 2) * 2)
-        detector, previous, shot_start = CutDetector(options.cut_threshold), None, 0
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            origin = stream.start_time or 0
-            for index, frame in enumerate(container.decode(stream)):
-                stamp = float((frame.pts - origin) * stream.time_base) if frame.pts is not None else index / info.fps
-                timestamps.append(stamp)
-                small = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
-                if detector.update(small) and index > 0:
-                    cuts.append(index)
-                    shot_start = index
-                small_grey = quality.grey(small)
-                if (index - shot_start) % every == 1 % every:
-                    full = frame.to_ndarray(format="gray")
-                    values = {"sharpness": quality.sharpness(full), "brightness": quality.brightness(full),
-                              "blockiness": quality.blockiness(full)}
-                    if index > shot_start and previous is not None:
-                        values["motion"] = quality.motion(previous, small_grey, info.fps)
-                    scored.append((index, values))
-                previous = small_grey
     except KinemaError as error:
         return [{"path": path, "status": "bad", "reason": str(error)}]
-    except (av.FFmpegError, ValueError, RuntimeError) as error:  # a decoder that gives up mid-file
-        return [{"path": path, "status": "bad", "reason": f"cannot decode {path}: {error}"}]
+    timestamps, cuts, scored = [], [], []
+    every = max(1, round(info.fps / options.score_rate))
+    width = min(options.analysis_width, info.width)
+    height = max(2, round(info.height * width / info.width / 2) * 2)
+    detector = CutDetector(options.cut_threshold, options.cut_min_change)
+    pending: deque = deque()  # frames whose cut status is not yet known (the detector looks ahead)
+    previous = None  # grey small copy of the frame before the one being scored
+
+    def score(index: int, frame, small: np.ndarray) -> None:
+        """Score frame `index` every `every` frames from its shot's start (motion only from pairs inside it)."""
+        nonlocal previous
+        shot_start = max((cut for cut in cuts if cut <= index), default=0)
+        small_grey = quality.grey(small)
+        if (index - shot_start) % every == 1 % every:
+            coded = frame.to_ndarray(format="gray")  # blocks sit on the coded pixel grid
+            shown = coded if info.sample_aspect == 1 else frame.to_ndarray(
+                width=info.width, height=info.height, format="gray")
+            values = {"sharpness": quality.sharpness(shown), "brightness": quality.brightness(shown),
+                      "blockiness": quality.blockiness(coded)}
+            if index > shot_start and previous is not None:
+                values["motion"] = quality.motion(previous, small_grey, info.fps)
+            scored.append((index, values))
+        previous = small_grey
+
+    try:
+        for index, (stamp, frame) in enumerate(decode_frames(path)):
+            timestamps.append(stamp)
+            small = frame.to_ndarray(width=width, height=height, format="rgb24")
+            cuts.extend(detector.update(small))
+            pending.append((index, frame, small))
+            while pending[0][0] <= index - detector.window:
+                score(*pending.popleft())
+        cuts.extend(detector.finish())
+        while pending:
+            score(*pending.popleft())
+    except KinemaError as error:  # the decoder gave up: a damaged or truncated file
+        reason = str(error) if not timestamps else (
+            f"truncated: decoding failed after {len(timestamps)} frames ({timestamps[-1]:.2f} s): {error}")
+        return [{"path": path, "status": "bad", "reason": reason}]
     if not timestamps:
         return [{"path": path, "status": "bad", "reason": f"no frame could be decoded from {path}"}]
-    if len(timestamps) < 0.9 * info.num_frames - 1:
-        return [{"path": path, "status": "bad",
-                 "reason": f"truncated: decoded {len(timestamps)} of {info.num_frames} frames"}]
     ends = timestamps[1:] + [timestamps[-1] + 1.0 / info.fps]
     rows = []
     for start, end in split_shots(len(timestamps), cuts):
@@ -147,11 +164,14 @@ def analyse_video(path: str, options: PrepOptions) -> list[dict]:
     return rows
 
 
-def scan_videos(src: Path) -> list[Path]:
-    """Video files under `src` (recursively, sorted)."""
+def scan_videos(src: Path) -> tuple[list[Path], list[Path]]:
+    """(video files, other files) under `src`, recursively and sorted; the others (not sidecar captions) are logged."""
     if not src.is_dir():
         raise KinemaError(f"prep: source is not a folder: {src}")
-    return sorted(p for p in src.rglob("*") if p.suffix.lower() in READABLE_SUFFIXES and p.is_file())
+    videos, others = video_files(src)
+    for path in others:
+        log.warning("prep: skipping %s: not a video file (suffix %r)", path, path.suffix or "(none)")
+    return videos, others
 
 
 def _read_previous(manifest: Path) -> list[dict]:
@@ -192,7 +212,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, options: PrepOptions
     """Analyse every video under `src` into `out/manifest.jsonl`; returns counts of files and shots by status."""
     src, out = Path(src).resolve(), Path(out).resolve()
     options = options or PrepOptions()
-    files = scan_videos(src)
+    files, others = scan_videos(src)
     out.mkdir(parents=True, exist_ok=True)
     manifest, settings = out / MANIFEST, out / SETTINGS
     same_analysis = settings.is_file() and json.loads(settings.read_text()).get("analysis") == options.analysis()
@@ -230,7 +250,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, options: PrepOptions
     bar.close()
     kept.sort(key=lambda r: (r["path"], r.get("start", 0.0)))
     write_manifest(manifest, kept)
-    counts = {"files": len(files), "analysed": len(todo)}
+    counts = {"files": len(files), "analysed": len(todo), "skipped": len(others)}
     for row in kept:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     return counts

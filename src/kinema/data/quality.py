@@ -1,7 +1,11 @@
 """Frame quality scores for filtering shots (chapter 11.1.4, quality control: blur, motion, compression).
 
 All scores use OpenCV on uint8 frames:
-- sharpness: variance of the Laplacian of the grey frame (low = blurred or flat);
+- sharpness: variance of the Laplacian of the grey frame resized to `SHARPNESS_LINES` lines on its
+  shorter side (area averaging down, bilinear up) and smoothed by a Gaussian of `SHARPNESS_SIGMA`
+  pixels there, so that detail near the working resolution's limit, which depends on how the
+  frame was scaled before, does not count: the same picture scores the same (within a few
+  percent) at any resolution above the working one (low = blurred or flat);
 - brightness: mean grey level in [0, 1];
 - motion: mean Farneback optical-flow magnitude between consecutive frames, in frame widths per
   second (0 = static; a pan across the whole frame in one second = 1);
@@ -16,6 +20,8 @@ import cv2
 import numpy as np
 
 BLOCK = 8  # DCT block size of MPEG-family codecs
+SHARPNESS_LINES = 128  # working resolution of the sharpness score (shorter side, pixels)
+SHARPNESS_SIGMA = 1.5  # Gaussian smoothing at the working resolution (pixels)
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:
@@ -24,8 +30,13 @@ def grey(rgb: np.ndarray) -> np.ndarray:
 
 
 def sharpness(grey_frame: np.ndarray) -> float:
-    """Variance of the Laplacian (grey levels squared): higher is sharper."""
-    return float(cv2.Laplacian(grey_frame, cv2.CV_64F).var())
+    """Variance of the Laplacian at `SHARPNESS_LINES` lines, lightly smoothed (grey levels squared): higher is sharper."""
+    height, width = grey_frame.shape
+    scale = SHARPNESS_LINES / min(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    working = cv2.resize(grey_frame, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    smooth = cv2.GaussianBlur(working.astype(np.float64), (0, 0), SHARPNESS_SIGMA)
+    return float(cv2.Laplacian(smooth, cv2.CV_64F).var())
 
 
 def brightness(grey_frame: np.ndarray) -> float:

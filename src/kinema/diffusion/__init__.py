@@ -1,4 +1,4 @@
-"""Diffusion: noise schedules, model parameterisations, the training loss, samplers and guidance."""
+"""Diffusion: noise schedules, model parameterisations, the training loss, time grids, samplers and guidance."""
 
 from kinema.diffusion.guidance import (batched_classifier_free_guidance, classifier_free_guidance, gradient_guidance,
                                        reconstruction_guidance)
@@ -6,11 +6,13 @@ from kinema.diffusion.loss import DiffusionLoss
 from kinema.diffusion.parameterization import PREDICTIONS, to_x0_eps, training_target, x0_denoiser
 from kinema.diffusion.samplers import SAMPLERS, get_sampler
 from kinema.diffusion.schedules import SCHEDULES, NoiseSchedule, broadcast_levels, build_schedule
+from kinema.diffusion.time_grids import TIME_GRIDS, time_grid
 
 __all__ = [
     "PREDICTIONS",
     "SAMPLERS",
     "SCHEDULES",
+    "TIME_GRIDS",
     "DiffusionLoss",
     "NoiseSchedule",
     "batched_classifier_free_guidance",
@@ -20,6 +22,7 @@ __all__ = [
     "get_sampler",
     "gradient_guidance",
     "reconstruction_guidance",
+    "time_grid",
     "to_x0_eps",
     "training_target",
     "x0_denoiser",

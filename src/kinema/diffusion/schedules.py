@@ -59,16 +59,10 @@ class NoiseSchedule:
         alpha, sigma = self.alpha_sigma(t)
         return broadcast_levels(alpha, x).to(x.dtype), broadcast_levels(sigma, x).to(x.dtype)
 
-    def alpha_sigma_rates(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """Time derivatives (d alpha / dt, d sigma / dt) at times t, by forward-mode autodiff."""
-        _, rates = torch.func.jvp(self.alpha_sigma, (t,), (torch.ones_like(t),))
-        return rates
-
-    def sampling_times(self, steps: int) -> Tensor:
-        """`steps + 1` float64 times decreasing uniformly from 1 to 0."""
-        if steps < 1:
-            raise KinemaError(f"sampling steps must be >= 1, got {steps}")
-        return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    def noise_level(self, t: Tensor) -> Tensor:
+        """sigma / alpha, the noise level of Karras et al. 2022 (sec. 2) that the "karras" time grid spaces."""
+        alpha, sigma = self.alpha_sigma(t)
+        return sigma / alpha
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -137,6 +131,10 @@ class FlowSchedule(NoiseSchedule):
         """2 log((1 - t') / t')."""
         shifted = self.shifted_time(t)
         return 2 * (torch.log1p(-shifted) - torch.log(shifted))
+
+    def noise_level(self, t: Tensor) -> Tensor:
+        """t' = sigma: bounded at t = 1, where sigma / alpha is not (as diffusers' flow-matching Karras sigmas)."""
+        return self.shifted_time(t)
 
 
 SCHEDULES = ("linear", "cosine", "flow")

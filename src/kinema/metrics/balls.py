@@ -7,7 +7,15 @@ anti-aliased rim of a red ball is still red). Each 8-connected foreground blob o
 (see `_colour_groups`; a blotchy generated ball stays one ball). A ball's centre is the
 brightness-weighted centroid in the simulator's pixel units (pixel (i, j) covers [j, j+1] x
 [i, i+1]), its radius sqrt(coverage / pi), its colour class the brightness-weighted majority and
-its colour the mean RGB of its bright core.
+its colour the mean RGB of its bright core. A ball is round when the second moments of its
+coverage are a disc's: both axes' variances r^2 / 4 (within ROUND_AXIS_RATIO of each other and
+ROUND_SPREAD of a disc of its coverage).
+
+The scores apply to scenes of balls over a dark flat background only (`ball_scene_problem`): the
+background (pixels under `threshold`) must cover at least half of every frame, with a median
+brightness under DARK and a median absolute deviation under FLAT, and at least ROUND_SHARE of the
+balls found must be round; otherwise (textured or photographic footage, digits, strokes) the
+scores would count and follow blobs that are not balls.
 
 Tracking, frame to frame: each track predicts its next centre at constant velocity and the
 Hungarian algorithm assigns detections to tracks, with a penalty for changing colour and a gate of
@@ -30,6 +38,10 @@ from kinema.errors import KinemaError
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 _CORE = 0.8  # pixels at least this fraction of a region's peak brightness give its colour
 _UNMATCHABLE = 1e9
+ROUND_AXIS_RATIO = 0.5  # smaller / larger variance of a round blob's coverage
+ROUND_SPREAD = (0.75, 1.35)  # variance sum over a disc's of the same coverage (r^2 / 2)
+ROUND_SHARE = 0.6  # of the balls found, in a scene of balls
+DARK, FLAT = 0.1, 0.03  # background median brightness and its median absolute deviation, in [0, 1]
 
 
 @dataclass
@@ -40,6 +52,7 @@ class BallDetections:
     radii: np.ndarray  # [n]
     labels: np.ndarray  # [n] int, index into the palette
     colors: np.ndarray  # [n, 3]
+    round: np.ndarray  # [n] bool, the blob's shape is a disc's
 
 
 @dataclass
@@ -103,6 +116,31 @@ def _colour_groups(classes: np.ndarray, x: np.ndarray, y: np.ndarray, min_area: 
     return [owner == i for i in range(len(major))]
 
 
+def _is_round(offsets: np.ndarray, coverage: np.ndarray) -> bool:
+    """Whether pixel offsets [n, 2] from the centre with their coverage [n] have a disc's second moments."""
+    spread = (offsets.T * coverage) @ offsets / coverage.sum() + np.eye(2) / 12.0  # + a pixel's own extent
+    low, high = np.linalg.eigvalsh(spread)
+    disc = coverage.sum() / (2.0 * np.pi)  # variance sum r^2 / 2 of a disc of area pi r^2
+    return bool(low >= ROUND_AXIS_RATIO * high and ROUND_SPREAD[0] <= (low + high) / disc <= ROUND_SPREAD[1])
+
+
+def ball_scene_problem(video: Tensor | np.ndarray, detections: list[BallDetections],
+                       threshold: float = 0.35) -> str:
+    """Why one clip [3, T, H, W] is not a scene of balls over a dark flat background, or "" when it is."""
+    value = _clip_rgb(video).max(axis=-1)
+    background = value <= threshold
+    if background.mean(axis=(1, 2)).min() < 0.5:
+        return "not balls over a dark background (most of a frame is bright)"
+    level = float(np.median(value[background]))
+    spread = float(np.median(np.abs(value[background] - level)))
+    if level > DARK or spread > FLAT:
+        return f"the background is not flat and dark (median {level:.2f}, deviation {spread:.2f})"
+    shapes = np.concatenate([frame.round for frame in detections])
+    if shapes.size and shapes.mean() < ROUND_SHARE:
+        return f"the blobs are not discs ({shapes.mean():.0%} round)"
+    return ""
+
+
 def detect_balls_in_clip(video: Tensor | np.ndarray, palette: dict[str, tuple[float, float, float]] = BALL_COLORS,
                          threshold: float = 0.35, min_area: int = 4) -> list[BallDetections]:
     """Balls in each frame of one clip [3, T, H, W] in [-1, 1]: bright blobs over black, split by colour."""
@@ -127,17 +165,20 @@ def detect_balls_in_clip(video: Tensor | np.ndarray, palette: dict[str, tuple[fl
                 continue
             w, peak = v[group], v[group].max()
             core = w >= _CORE * peak
+            centre = np.array([np.dot(w, x[group]), np.dot(w, y[group])]) / w.sum()
             found[t].append((
-                [np.dot(w, x[group]) / w.sum(), np.dot(w, y[group]) / w.sum()],
+                centre,
                 np.sqrt(w.sum() / peak / np.pi),  # coverage = brightness / the core's brightness
                 np.bincount(classes[group], w, minlength=len(reference)).argmax(),
                 colours[group][core].mean(axis=0),
+                _is_round(np.stack([x[group], y[group]], axis=1) - centre, w / peak),
             ))
     return [BallDetections(
         centres=np.array([d[0] for d in frame], dtype=np.float64).reshape(-1, 2),
         radii=np.array([d[1] for d in frame], dtype=np.float64),
         labels=np.array([d[2] for d in frame], dtype=np.int64),
         colors=np.array([d[3] for d in frame], dtype=np.float64).reshape(-1, 3),
+        round=np.array([d[4] for d in frame], dtype=bool),
     ) for frame in found]
 
 
@@ -153,19 +194,26 @@ def detect_balls(frame: Tensor | np.ndarray, palette: dict[str, tuple[float, flo
 def track_balls(video: Tensor | np.ndarray, palette: dict[str, tuple[float, float, float]] = BALL_COLORS,
                 threshold: float = 0.35, min_area: int = 4, max_step: float | None = None,
                 color_change_cost: float | None = None) -> BallTracks:
-    """Detect balls in every frame of one clip [3, T, H, W] in [-1, 1] and link them into tracks.
+    """Detect balls in every frame of one clip [3, T, H, W] in [-1, 1] and link them into tracks."""
+    video = torch.as_tensor(video)
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise KinemaError(f"ball tracking needs one RGB clip [3, T, H, W], got shape {tuple(video.shape)}")
+    detections = detect_balls_in_clip(video, palette, threshold, min_area)
+    return link_detections(detections, tuple(video.shape[-2:]), palette, max_step, color_change_cost)
+
+
+def link_detections(detections: list[BallDetections], size: tuple[int, int],
+                    palette: dict[str, tuple[float, float, float]] = BALL_COLORS, max_step: float | None = None,
+                    color_change_cost: float | None = None) -> BallTracks:
+    """Link one clip's per-frame detections (frames of `size` (H, W)) into tracks.
 
     `max_step` (default: half the frame side) gates how far a ball may land from its predicted
     centre; `color_change_cost` (default: a quarter of the side) is added to links that change colour.
     """
-    video = torch.as_tensor(video)
-    if video.ndim != 4 or video.shape[0] != 3:
-        raise KinemaError(f"ball tracking needs one RGB clip [3, T, H, W], got shape {tuple(video.shape)}")
-    _, frames, height, width = video.shape
+    frames, (height, width) = len(detections), size
     side = max(height, width)
     max_step = 0.5 * side if max_step is None else max_step
     color_change_cost = 0.25 * side if color_change_cost is None else color_change_cost
-    detections = detect_balls_in_clip(video, palette, threshold, min_area)
 
     tracks: list[dict[int, int]] = [{0: i} for i in range(len(detections[0].labels))]  # frame -> detection
     active = list(range(len(tracks)))

@@ -1,9 +1,12 @@
 """Frame-level quality against reference videos: PSNR, SSIM, LPIPS and LPIPS-T (chapter 11.1.4).
 
 PSNR and SSIM come from torchmetrics on each frame (data range 2 for [-1, 1]) and are averaged over
-a clip's frames ("the temporal extension of the image metrics"). LPIPS needs torchvision and the
-LPIPS network weights; `load_lpips` returns None with the reason when they are not available, and
-the report then says "unavailable" instead of a number. LPIPS-T = 1/(T-1) sum_t LPIPS(x_t, x_(t+1)).
+a clip's frames ("the temporal extension of the image metrics"). A frame's PSNR is capped at
+PSNR_CAP_DB = 100 dB (MSE 4e-10; 8-bit rounding alone gives about 59 dB), so identical frames, such
+as the given first frame of image-to-video, count as 100 dB instead of an infinity. LPIPS needs
+torchvision and the LPIPS network weights (torchmetrics ships the linear heads, torchvision fetches
+the backbone once); `load_lpips` returns None with the reason when they are not available, and the
+report then says "unavailable" instead of a number. LPIPS-T = 1/(T-1) sum_t LPIPS(x_t, x_(t+1)).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from kinema.errors import KinemaError
 
+PSNR_CAP_DB = 100.0
 Lpips = Callable[[Tensor, Tensor], Tensor]  # frames [N, 3, H, W] in [-1, 1] twice -> distances [N]
 
 
@@ -29,9 +33,9 @@ def _pair(fake: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def psnr(fake: Tensor, real: Tensor) -> Tensor:
-    """Frame-averaged PSNR in dB per clip [B]."""
+    """Frame-averaged PSNR in dB per clip [B], each frame's capped at PSNR_CAP_DB (identical frames)."""
     x, y = _pair(fake, real)
-    per_frame = peak_signal_noise_ratio(x, y, data_range=2.0, reduction="none", dim=(1, 2, 3))
+    per_frame = peak_signal_noise_ratio(x, y, data_range=2.0, reduction="none", dim=(1, 2, 3)).clamp(max=PSNR_CAP_DB)
     return rearrange(per_frame, "(b t) -> b t", b=len(fake)).mean(dim=1).double()
 
 
@@ -45,20 +49,26 @@ def ssim(fake: Tensor, real: Tensor) -> Tensor:
     return rearrange(per_frame, "(b t) -> b t", b=len(fake)).mean(dim=1).double()
 
 
-def load_lpips(net: str = "alex") -> tuple[Lpips | None, str]:
-    """The LPIPS distance (torchmetrics) if torchvision and its weights are available, else (None, why not)."""
-    try:
-        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-
-        metric = LearnedPerceptualImagePatchSimilarity(net_type=net, reduction="mean").eval()
-    except (ImportError, ModuleNotFoundError, OSError, RuntimeError) as error:
-        return None, str(error).splitlines()[0]
+def lpips_distance(network: torch.nn.Module, batch_size: int = 64) -> Lpips:
+    """LPIPS (Zhang et al. 2018) per frame pair [N] from a torchmetrics LPIPS network, frames in [-1, 1]."""
 
     @torch.no_grad()
     def distance(x: Tensor, y: Tensor) -> Tensor:
-        return torch.stack([metric(a[None].clamp(-1, 1), b[None].clamp(-1, 1)) for a, b in zip(x, y)])
+        pairs = zip(x.float().clamp(-1, 1).split(batch_size), y.float().clamp(-1, 1).split(batch_size))
+        return torch.cat([network(a, b).flatten() for a, b in pairs])
 
-    return distance, ""
+    return distance
+
+
+def load_lpips(net: str = "alex") -> tuple[Lpips | None, str]:
+    """The LPIPS distance (torchmetrics) if torchvision and its weights are available, else (None, why not)."""
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+    try:
+        network = LearnedPerceptualImagePatchSimilarity(net_type=net).net
+    except (ImportError, OSError) as error:  # no torchvision, or backbone weights not on disk and not downloadable
+        return None, str(error).splitlines()[0]
+    return lpips_distance(network), ""
 
 
 def lpips(fake: Tensor, real: Tensor, distance: Lpips) -> Tensor:

@@ -22,12 +22,17 @@ of push directions of the walls and balls within reach (a ball's radius plus its
 - with a target trajectory, `target_error`: mean distance (px) from each target ball to the track
   matched to it (Hungarian on mean distance), and `target_coverage`: the share of target ball-frames
   that a matched track covers.
-Scores that have nothing to measure (no balls, no triples) are NaN, never a made-up number.
+Scores that have nothing to measure (no balls, no triples) are NaN, never a made-up number. So are
+all scores of a clip they do not apply to, with the reason in `BallScores.not_applicable`: a clip
+that is not balls over a dark flat background (`ball_scene_problem`) or in which no ball moves
+(every tracked step under STILL px: a frozen clip would keep its count and colours perfectly and
+obey any physics trivially).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,12 +41,21 @@ from torch import Tensor
 
 from kinema.data.physics_balls import BALL_COLORS
 from kinema.errors import KinemaError
-from kinema.metrics.balls import BallTracks, track_balls
+from kinema.metrics.balls import BallTracks, ball_scene_problem, detect_balls_in_clip, link_detections
 
 IDENTITY_SCORES = ("ball_count", "count_constancy", "color_constancy", "color_persistence", "color_drift",
                    "identity_persistence")
 PHYSICS_SCORES = ("physics_plausibility", "gravity", "gravity_residual", "roughness")
 TARGET_SCORES = ("target_error", "target_coverage")
+STILL = 0.25  # px per frame: a clip whose tracked balls all move less than this shows no motion
+
+
+@dataclass
+class BallScores:
+    """Ball scores of B clips {name: [B] float64, NaN = nothing to measure} and why each clip is out of scope."""
+
+    scores: dict[str, Tensor]
+    not_applicable: list[str]  # per clip: why the scores do not apply to it, "" where they do
 
 
 def _mode_fraction(items: list) -> float:
@@ -146,30 +160,41 @@ def target_scores(tracks: BallTracks, target: np.ndarray) -> dict[str, float]:
     return {"target_error": float(hits.mean()), "target_coverage": float(hits.size / target[:, :, 0].size)}
 
 
+def _motion_problem(tracks: BallTracks) -> str:
+    """The reason 'no ball moves' when every frame-to-frame step of every track is under STILL px, else ""."""
+    steps = np.linalg.norm(np.diff(tracks.centres, axis=1), axis=-1)
+    steps = steps[np.isfinite(steps)]
+    return "no ball moves" if steps.size and steps.max() < STILL else ""
+
+
 def ball_scores(videos: Tensor, target_positions: Tensor | np.ndarray | None = None,
                 target_counts: Tensor | np.ndarray | None = None, gravity: float | None = None,
-                palette: dict[str, tuple[float, float, float]] = BALL_COLORS,
-                tolerance: float = 0.5, **tracking) -> dict[str, Tensor]:
-    """Identity and physics scores of ball videos [B, 3, T, H, W] in [-1, 1]: {name: [B] float64, NaN = n/a}.
+                palette: dict[str, tuple[float, float, float]] = BALL_COLORS, tolerance: float = 0.5,
+                threshold: float = 0.35, min_area: int = 4, **linking) -> BallScores:
+    """Identity and physics scores of ball videos [B, 3, T, H, W] in [-1, 1], NaN where they do not apply.
 
     `target_positions` [B, T, N, 2] px adds target_error / target_coverage; only the first
     `target_counts[b]` balls of clip b count (default: all, NaN balls skipped), as in the dataset's
     padded "positions" / "num_balls"; `gravity` in px/frame^2 fixes g instead of estimating it;
-    other keywords go to `track_balls` (threshold, min_area, max_step, color_change_cost).
+    `threshold` and `min_area` go to the detector, other keywords to `link_detections`
+    (max_step, color_change_cost).
     """
     videos = torch.as_tensor(videos)
     if videos.ndim != 5 or videos.shape[1] != 3:
         raise KinemaError(f"ball_scores needs RGB videos [B, 3, T, H, W], got shape {tuple(videos.shape)}")
     if target_positions is not None and len(target_positions) != len(videos):
         raise KinemaError(f"target_positions has {len(target_positions)} clips but videos has {len(videos)}")
-    rows = []
+    rows, problems = [], []
     for b, video in enumerate(videos):
-        tracks = track_balls(video, palette, **tracking)
+        detections = detect_balls_in_clip(video, palette, threshold, min_area)
+        tracks = link_detections(detections, tuple(video.shape[-2:]), palette, **linking)
         row = {**identity_scores(tracks), **physics_scores(tracks, gravity, tolerance)}
         if target_positions is not None:
             target = np.asarray(torch.as_tensor(target_positions[b]).double().cpu())
             if target_counts is not None:
                 target = target[:, : int(target_counts[b])]
             row.update(target_scores(tracks, target))
-        rows.append(row)
-    return {name: torch.tensor([row[name] for row in rows], dtype=torch.float64) for name in rows[0]} if rows else {}
+        problems.append(ball_scene_problem(video, detections, threshold) or _motion_problem(tracks))
+        rows.append({name: math.nan for name in row} if problems[-1] else row)
+    scores = {name: torch.tensor([row[name] for row in rows], dtype=torch.float64) for name in rows[0]} if rows else {}
+    return BallScores(scores, problems)

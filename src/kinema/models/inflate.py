@@ -19,8 +19,10 @@ from pathlib import Path
 from einops import rearrange
 from torch import Tensor, nn
 
-from kinema.conditioning.conditioning import Conditioning, check_conditioning
+from kinema.conditioning.conditioning import Conditioning
+from kinema.config import at_least
 from kinema.errors import KinemaError
+from kinema.models.denoiser import Denoiser
 from kinema.nn.attention import VideoTransformerBlock
 
 BASES = ("unet2d", "unet2d_condition")
@@ -30,26 +32,26 @@ BASES = ("unet2d", "unet2d_condition")
 class InflatedUNetConfig:
     """A diffusers 2D U-Net (fresh, or `pretrained` from a local directory) plus motion modules."""
 
-    in_channels: int = 3                              # channels of the video
+    in_channels: int = at_least(1, 3)                 # channels of the video
     base: str = "unet2d_condition"                    # unet2d (unconditional) | unet2d_condition (text)
     pretrained: str = ""                              # local diffusers U-Net directory to inflate ('' = fresh)
-    block_out_channels: tuple[int, ...] = (32, 64)    # fresh U-Net: width per level
-    layers_per_block: int = 1                         # fresh U-Net: residual blocks per level
-    attention_head_dim: int = 8                       # fresh U-Net: width of a spatial attention head
-    norm_num_groups: int = 8                          # fresh U-Net: GroupNorm groups
-    text_dim: int = 384                               # unet2d_condition: cross_attention_dim (text token width)
-    motion_heads: int = 4                             # heads of each motion module's temporal attention
+    block_out_channels: tuple[int, ...] = at_least(1, (32, 64))  # fresh U-Net: width per level
+    layers_per_block: int = at_least(1, 1)            # fresh U-Net: residual blocks per level
+    attention_head_dim: int = at_least(1, 8)          # fresh U-Net: width of a spatial attention head
+    norm_num_groups: int = at_least(1, 8)             # fresh U-Net: GroupNorm groups
+    text_dim: int = at_least(0, 384)                  # unet2d_condition: cross_attention_dim (text token width)
+    motion_heads: int = at_least(1, 4)                # heads of each motion module's temporal attention
     motion_after: tuple[str, ...] = ("ResnetBlock2D",)  # 2D module classes followed by a motion module
     freeze_2d: bool = False                           # train only the motion modules
     unet_config: dict = field(default_factory=dict)   # the 2D net's diffusers config, recorded when it is built
 
     def __post_init__(self):
         if self.base not in BASES:
-            raise ValueError(f"model.base: unknown '{self.base}' (choose from {', '.join(BASES)})")
+            raise KinemaError(f"model.base: unknown '{self.base}' (choose from {', '.join(BASES)})")
         if self.base == "unet2d" and self.text_dim:
-            raise ValueError("model.base=unet2d is unconditional: set model.text_dim=0")
+            raise KinemaError("model.base=unet2d is unconditional: set model.text_dim=0")
         if self.pretrained and not self.unet_config and not Path(self.pretrained).is_dir():
-            raise ValueError(f"model.pretrained: no diffusers model directory at {self.pretrained}")
+            raise KinemaError(f"model.pretrained: no diffusers model directory at {self.pretrained}")
 
 
 def build_unet2d(config: InflatedUNetConfig) -> nn.Module:
@@ -87,17 +89,15 @@ class MotionModule(nn.Module):
         return rearrange(self.block(video), "b c t h w -> (b t) c h w")
 
 
-class InflatedUNet(nn.Module):
-    """A 2D diffusers U-Net applied per frame, with a motion module after every `motion_after` block."""
+class InflatedUNet(Denoiser):
+    """A 2D diffusers U-Net applied per frame, with a motion module after every `motion_after` block; it reads
+    text (+ mask) when its base is unet2d_condition."""
 
     config_class = InflatedUNetConfig
-    conditioning_fields = frozenset({"text", "text_mask"})
     supports_gradient_checkpointing = True
 
     def __init__(self, config: InflatedUNetConfig, unet2d: nn.Module | None = None):
-        super().__init__()
-        self.config = config
-        self.gradient_checkpointing = False
+        super().__init__(config)
         self.unet = unet2d if unet2d is not None else build_unet2d(config)
         config.unet_config = json.loads(json.dumps(dict(self.unet.config)))  # plain JSON types
         self.motion = nn.ModuleDict()
@@ -115,14 +115,9 @@ class InflatedUNet(nn.Module):
     def _motion_hook(self, key: str, module: nn.Module, args, output: Tensor) -> Tensor:
         return output if self._frames is None else self.motion[key](output, self._frames)
 
-    def check_conditioning(self, cond: Conditioning) -> None:
-        """Fail clearly on conditioning this model cannot use, or text it needs but did not get."""
-        fields = self.conditioning_fields if self.config.base == "unet2d_condition" else frozenset()
-        check_conditioning("InflatedUNet", cond, fields, text_required=bool(fields))
-
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning | None = None) -> Tensor:
         cond = cond or Conditioning()
-        self.check_conditioning(cond)
+        self.check_inputs(x, t, cond)
         b, _, frames = x.shape[:3]
         if self.gradient_checkpointing != self.unet.is_gradient_checkpointing:
             (self.unet.enable_gradient_checkpointing if self.gradient_checkpointing

@@ -14,6 +14,7 @@ from kinema.atomic import atomic_directory
 from kinema.config import Config, config_from_dict
 from kinema.errors import KinemaError
 from kinema.models.registry import build_model
+from kinema.models.sampling_spec import SPEC_KEY, SamplingSpec
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -22,15 +23,17 @@ EMA_WEIGHTS_FILE = "ema.safetensors"
 
 def write_model_files(directory: Path, config: Config, state: dict[str, torch.Tensor],
                       metadata: dict | None = None) -> None:
-    """Write config.json (with optional metadata such as the training step) and model.safetensors."""
-    values = {"kinema": config.to_dict(), **(metadata or {})}
+    """Write config.json (the config, its sampling spec and optional metadata such as the training step) and
+    model.safetensors."""
+    values = {"kinema": config.to_dict(), SPEC_KEY: SamplingSpec.from_config(config).to_dict(), **(metadata or {})}
     (directory / CONFIG_FILE).write_text(json.dumps(values, indent=2))
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(directory / WEIGHTS_FILE))
 
 
-def save_pretrained(path: str | Path, model: nn.Module, config: Config, metadata: dict | None = None) -> Path:
-    """Write a loadable model directory atomically."""
-    with atomic_directory(path) as tmp:
+def save_pretrained(path: str | Path, model: nn.Module, config: Config, metadata: dict | None = None,
+                    keep_other_files: bool = False) -> Path:
+    """Write a loadable model directory atomically (`keep_other_files`: into an existing one, keeping the rest)."""
+    with atomic_directory(path, keep_other_files) as tmp:
         write_model_files(tmp, config, model.state_dict(), metadata)
     return Path(path)
 
@@ -45,25 +48,39 @@ def read_config(path: str | Path) -> tuple[Config, dict]:
         raise KinemaError(f"not a Kinema checkpoint: {path} has no {CONFIG_FILE}")
     try:
         values = json.loads(file.read_text())
-        kinema = values.pop("kinema")
-    except (json.JSONDecodeError, KeyError, AttributeError):
-        raise KinemaError(f"corrupt checkpoint config: {file}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise KinemaError(f"corrupt checkpoint config: {file} is not JSON") from None
+    if not isinstance(values, dict) or not isinstance(values.get("kinema"), dict):
+        raise KinemaError(f"not a Kinema checkpoint config: {file} has no 'kinema' section")
+    kinema = values.pop("kinema")
     return config_from_dict(kinema), values
 
 
+def first_non_finite(state: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or infinity, or None."""
+    return next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+
+
 def load_weights(file: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file, with a one-line error naming it when it is missing or corrupt."""
+    """Read a safetensors file, with a one-line error naming it when it is missing, corrupt or not finite."""
     if not file.is_file():
         raise KinemaError(f"checkpoint weights missing: {file}")
     try:
-        return load_file(str(file))
+        state = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as error:
         raise KinemaError(f"corrupt checkpoint weights {file}: {str(error).splitlines()[0]}") from None
+    bad = first_non_finite(state)
+    if bad:
+        raise KinemaError(f"checkpoint weights {file} are not finite (NaN or infinity in '{bad}')")
+    return state
 
 
 def weights_file(path: Path, prefer_ema: bool = True) -> Path:
     """The EMA weights of a checkpoint when present (and preferred), else its model weights."""
-    return path / EMA_WEIGHTS_FILE if prefer_ema and (path / EMA_WEIGHTS_FILE).is_file() else path / WEIGHTS_FILE
+    ema = path / EMA_WEIGHTS_FILE
+    if prefer_ema and ema.exists() and not ema.is_file():
+        raise KinemaError(f"checkpoint EMA weights {ema} are not a file; remove or rename it")
+    return ema if prefer_ema and ema.exists() else path / WEIGHTS_FILE
 
 
 def init_from_pretrained(model: nn.Module, path: str | Path) -> list[str]:

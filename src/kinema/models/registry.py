@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from torch import nn
-
+from kinema.models.denoiser import Denoiser
 from kinema.models.diffusers_unet3d import DiffusersUNet3D
 from kinema.models.inflate import InflatedUNet
 from kinema.models.video_dit import VideoDiT
 from kinema.models.video_unet import VideoUNet
 
-MODELS: dict[str, type[nn.Module]] = {
+MODELS: dict[str, type[Denoiser]] = {
     "video_unet": VideoUNet,
     "video_dit": VideoDiT,
     "inflated_unet": InflatedUNet,
@@ -17,6 +16,6 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_model(name: str, config) -> nn.Module:
+def build_model(name: str, config) -> Denoiser:
     """Instantiate the registered architecture `name` from its config dataclass."""
     return MODELS[name](config)

@@ -19,7 +19,10 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from kinema.conditioning.conditioning import Conditioning, check_conditioning
+from kinema.conditioning.conditioning import Conditioning
+from kinema.config import at_least
+from kinema.errors import KinemaError
+from kinema.models.denoiser import Denoiser
 from kinema.nn.attention import TEMPORAL_MASKS, Attention, temporal_mask
 from kinema.nn.embeddings import LearnedPositionEmbedding3d, NoiseLevelEmbedding, sincos_position_embedding_3d
 
@@ -37,45 +40,45 @@ VIDEO_DIT_PRESETS: dict[str, dict] = {
 class VideoDiTConfig:
     """Sizes and choices of a VideoDiT; `preset` (e.g. 'S/2') fills depth, hidden_size, heads and patch_size."""
 
-    in_channels: int = 3                              # channels of the video
+    in_channels: int = at_least(1, 3)                 # channels of the video
     preset: str = ""                                  # named size from VIDEO_DIT_PRESETS ('' = the fields below)
     patch_size: tuple[int, ...] = (1, 2, 2)           # (pt, ph, pw); pt = 1 per-frame patches, pt > 1 cubes
-    hidden_size: int = 128                            # token width
-    depth: int = 4                                    # transformer blocks
-    heads: int = 4                                    # attention heads
-    mlp_ratio: int = 4                                # MLP hidden width / token width
+    hidden_size: int = at_least(1, 128)               # token width
+    depth: int = at_least(1, 4)                       # transformer blocks
+    heads: int = at_least(1, 4)                       # attention heads
+    mlp_ratio: int = at_least(1, 4)                   # MLP hidden width / token width
     attention: str = "factorized"                     # factorized (spatial, then temporal) | full
     positions: str = "sincos"                         # sincos | learned | rope3d
-    max_grid: tuple[int, ...] = (16, 32, 32)          # largest token grid (t, h, w) of 'learned' positions
-    text_dim: int = 384                               # text token width (cross-attention); 0 = no text
-    num_classes: int = 0                              # class labels for adaLN (0 = none)
+    max_grid: tuple[int, ...] = at_least(1, (16, 32, 32))  # largest token grid (t, h, w) of 'learned' positions
+    text_dim: int = at_least(0, 384)                  # text token width (cross-attention); 0 = no text
+    num_classes: int = at_least(0, 0)                 # class labels for adaLN (0 = none)
     temporal_mask: str = "bidirectional"              # bidirectional | causal
-    temporal_window: int = 0                          # attend only to token frames this close (0 = all)
+    temporal_window: int = at_least(0, 0)             # attend only to token frames this close (0 = all)
     prune_static: float = 0.0                         # fraction of tokens after frame 0 skipped as static (full)
 
     def __post_init__(self):
         if self.preset:
             if self.preset not in VIDEO_DIT_PRESETS:
-                raise ValueError(f"model.preset: unknown '{self.preset}' (choose from {', '.join(VIDEO_DIT_PRESETS)})")
+                raise KinemaError(f"model.preset: unknown '{self.preset}' (choose from {', '.join(VIDEO_DIT_PRESETS)})")
             defaults = {f.name: f.default for f in fields(self)}
             for key, value in VIDEO_DIT_PRESETS[self.preset].items():
                 current = getattr(self, key)
                 if current not in (defaults[key], value):
-                    raise ValueError(f"model.{key}={current} conflicts with model.preset={self.preset} ({value})")
+                    raise KinemaError(f"model.{key}={current} conflicts with model.preset={self.preset} ({value})")
                 setattr(self, key, value)
         for key, value, choices in [("attention", self.attention, DIT_ATTENTION),
                                     ("positions", self.positions, POSITION_KINDS),
                                     ("temporal_mask", self.temporal_mask, TEMPORAL_MASKS)]:
             if value not in choices:
-                raise ValueError(f"model.{key}: unknown '{value}' (choose from {', '.join(choices)})")
+                raise KinemaError(f"model.{key}: unknown '{value}' (choose from {', '.join(choices)})")
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
-            raise ValueError(f"model.patch_size must be three sizes (pt, ph, pw) >= 1, got {self.patch_size}")
+            raise KinemaError(f"model.patch_size must be three sizes (pt, ph, pw) >= 1, got {self.patch_size}")
         if self.hidden_size % self.heads:
-            raise ValueError(f"model.hidden_size={self.hidden_size} must be divisible by model.heads={self.heads}")
+            raise KinemaError(f"model.hidden_size={self.hidden_size} must be divisible by model.heads={self.heads}")
         if not 0.0 <= self.prune_static < 1.0:
-            raise ValueError(f"model.prune_static must be in [0, 1), got {self.prune_static}")
+            raise KinemaError(f"model.prune_static must be in [0, 1), got {self.prune_static}")
         if self.prune_static and self.attention != "full":
-            raise ValueError("model.prune_static needs model.attention=full (pruned tokens leave no regular grid)")
+            raise KinemaError("model.prune_static needs model.attention=full (pruned tokens leave no regular grid)")
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -149,17 +152,14 @@ class FinalLayer(nn.Module):
 #                                   VideoDiT                                    #
 #################################################################################
 
-class VideoDiT(nn.Module):
+class VideoDiT(Denoiser):
     """Video diffusion transformer: `model(x [B,C,T,H,W], t [B] or [B,T], cond) -> output like x`."""
 
     config_class = VideoDiTConfig
-    conditioning_fields = frozenset({"text", "text_mask", "labels"})
     supports_gradient_checkpointing = True
 
     def __init__(self, config: VideoDiTConfig):
-        super().__init__()
-        self.config = config
-        self.gradient_checkpointing = False
+        super().__init__(config)
         dim, patch = config.hidden_size, tuple(config.patch_size)
         self.patch_embed = nn.Conv3d(config.in_channels, dim, patch, stride=patch)
         self.noise_embed = NoiseLevelEmbedding(dim)
@@ -194,10 +194,10 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def check_conditioning(self, cond: Conditioning) -> None:
-        """Fail clearly on conditioning this model cannot use, or text it needs but did not get."""
-        fields = self.conditioning_fields if self.config.num_classes else self.conditioning_fields - {"labels"}
-        check_conditioning("VideoDiT", cond, fields, bool(self.config.text_dim), self.config.text_dim)
+    @property
+    def num_classes(self) -> int:
+        """`model.num_classes`: labels embedded by adaLN beside the noise level."""
+        return self.config.num_classes
 
     def _condition(self, t: Tensor, cond: Conditioning, batch: int, frames: int) -> Tensor:
         """Per-token-frame conditioning [B, T/pt, D]: noise level (+ class label + pooled text)."""
@@ -205,9 +205,8 @@ class VideoDiT(nn.Module):
             t = t[:, None].expand(batch, frames)
         c = reduce(self.noise_embed(t), "b (t pt) d -> b t d", "mean", pt=self.config.patch_size[0])
         if self.label_embed is not None:
-            labels = cond.labels if cond.labels is not None else torch.full((batch,), self.config.num_classes,
-                                                                              device=t.device)
-            c = c + self.label_embed(labels)[:, None]
+            labels = cond.labels if cond.labels is not None else torch.full((batch,), -1, device=t.device)
+            c = c + self.label_embed(self.null_label_index(labels))[:, None]
         if self.text_pool is not None:
             weights = (torch.ones(cond.text.shape[:2], device=t.device) if cond.text_mask is None
                        else cond.text_mask.float())
@@ -227,11 +226,11 @@ class VideoDiT(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning | None = None) -> Tensor:
         cond = cond or Conditioning()
-        self.check_conditioning(cond)
+        self.check_inputs(x, t, cond)
         b, _, frames, height, width = x.shape
         pt, ph, pw = self.config.patch_size
         if frames % pt or height % ph or width % pw:
-            raise ValueError(f"video {frames}x{height}x{width} must be divisible by the patch size {pt}x{ph}x{pw}")
+            raise KinemaError(f"video {frames}x{height}x{width} must be divisible by the patch size {pt}x{ph}x{pw}")
         grid = (frames // pt, height // ph, width // pw)
         tokens = rearrange(self.patch_embed(x), "b d t h w -> b (t h w) d")
         if self.config.positions == "sincos":

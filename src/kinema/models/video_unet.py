@@ -25,7 +25,10 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from kinema.conditioning.conditioning import Conditioning, check_conditioning
+from kinema.conditioning.conditioning import Conditioning
+from kinema.config import at_least
+from kinema.errors import KinemaError
+from kinema.models.denoiser import Denoiser
 from kinema.nn.attention import TEMPORAL_MASKS, VideoTransformerBlock
 from kinema.nn.conv import CONV_KINDS, SpatialConv, video_conv
 from kinema.nn.embeddings import DirectionEmbedding, NoiseLevelEmbedding
@@ -38,52 +41,53 @@ ATTENTION_KINDS = ("none", "temporal", "spatial", "joint", "parallel", "interlea
 class VideoUNetConfig:
     """Sizes of a VideoUNet; `attention` gives one kind per resolution level (see ATTENTION_KINDS)."""
 
-    in_channels: int = 3                              # channels of the video (3 for RGB)
-    patch_size: int = 1                               # space-to-depth stem: the U-Net runs at H/p x W/p
-    channels: int = 32                                # width of the first level
-    channel_mult: tuple[int, ...] = (1, 2, 4)         # width multiplier per level; each level halves H and W
-    num_res_blocks: int = 1                           # residual blocks per level
+    in_channels: int = at_least(1, 3)                 # channels of the video (3 for RGB)
+    patch_size: int = at_least(1, 1)                  # space-to-depth stem: the U-Net runs at H/p x W/p
+    channels: int = at_least(1, 32)                   # width of the first level
+    channel_mult: tuple[int, ...] = at_least(1, (1, 2, 4))  # width multiplier per level; each level halves H and W
+    num_res_blocks: int = at_least(1, 1)              # residual blocks per level
     attention: tuple[str, ...] = ("none", "temporal", "spatial")  # attention kind per level
-    heads: int = 4                                    # attention heads
-    text_dim: int = 384                               # text token width; 0 for an unconditional model
+    heads: int = at_least(1, 4)                       # attention heads
+    text_dim: int = at_least(0, 384)                  # text token width; 0 for an unconditional model
     motion: bool = False                              # also read cond.motion, an overall [B, 2] direction
-    temporal_kernel_size: int = 3                     # k_t of the video convolutions
-    norm_groups: int = 8                              # GroupNorm groups
+    num_classes: int = at_least(0, 0)                 # class labels (cond.labels) joining the noise level (0 = none)
+    temporal_kernel_size: int = at_least(1, 3)        # k_t of the video convolutions
+    norm_groups: int = at_least(1, 8)                 # GroupNorm groups
     conv: str = "factorized"                          # factorized | full3d | p3d_a | p3d_b | p3d_c | depthwise3d
     temporal_mask: str = "bidirectional"              # bidirectional | causal (temporal and joint attention)
-    temporal_window: int = 0                          # attend only to frames within this distance (0 = all)
+    temporal_window: int = at_least(0, 0)             # attend only to frames within this distance (0 = all)
     temporal_scales: tuple[int, ...] = ()             # multi-scale temporal heads: windows (0 = global); () = off
     window: tuple[int, ...] = (2, 4, 4)               # (Tb, Hb, Wb) blocks of 'windowed' attention
     window_overlap: tuple[int, ...] = (0, 0, 0)       # (To, Ho, Wo) key overlap of neighbouring blocks
-    global_tokens: int = 0                            # learned global tokens of 'windowed' attention
+    global_tokens: int = at_least(0, 0)               # learned global tokens of 'windowed' attention
     recurrent: str = "none"                           # none | convgru | convlstm | gated_residual after each block
     bidirectional: bool = False                       # run convgru / convlstm both ways
     temporal_downsample: tuple[bool, ...] = ()        # per down step: also halve T (empty = never)
 
     def __post_init__(self):
         if len(self.attention) != len(self.channel_mult):
-            raise ValueError(f"model.attention has {len(self.attention)} entries but model.channel_mult has "
-                             f"{len(self.channel_mult)}: give one attention kind per level")
+            raise KinemaError(f"model.attention has {len(self.attention)} entries but model.channel_mult has "
+                              f"{len(self.channel_mult)}: give one attention kind per level")
         for kind in self.attention:
             if kind not in ATTENTION_KINDS:
-                raise ValueError(f"model.attention: unknown kind '{kind}' (choose from {', '.join(ATTENTION_KINDS)})")
+                raise KinemaError(f"model.attention: unknown kind '{kind}' (choose from {', '.join(ATTENTION_KINDS)})")
         for mult in self.channel_mult:
             if (self.channels * mult) % self.norm_groups or (self.channels * mult) % self.heads:
-                raise ValueError(f"model.channels*{mult} = {self.channels * mult} must be divisible by "
-                                 f"model.norm_groups={self.norm_groups} and model.heads={self.heads}")
+                raise KinemaError(f"model.channels*{mult} = {self.channels * mult} must be divisible by "
+                                  f"model.norm_groups={self.norm_groups} and model.heads={self.heads}")
         for key, value, choices in [("conv", self.conv, CONV_KINDS),
                                     ("temporal_mask", self.temporal_mask, TEMPORAL_MASKS),
                                     ("recurrent", self.recurrent, ("none", *RECURRENT_KINDS))]:
             if value not in choices:
-                raise ValueError(f"model.{key}: unknown '{value}' (choose from {', '.join(choices)})")
+                raise KinemaError(f"model.{key}: unknown '{value}' (choose from {', '.join(choices)})")
         if self.bidirectional and self.recurrent not in ("convgru", "convlstm"):
-            raise ValueError("model.bidirectional needs model.recurrent=convgru or convlstm")
+            raise KinemaError("model.bidirectional needs model.recurrent=convgru or convlstm")
         if len(self.window) != 3 or len(self.window_overlap) != 3 or min(self.window) < 1:
-            raise ValueError(f"model.window {self.window} and model.window_overlap {self.window_overlap} must each "
-                             f"be three sizes (T, H, W), blocks at least 1")
+            raise KinemaError(f"model.window {self.window} and model.window_overlap {self.window_overlap} must each "
+                              f"be three sizes (T, H, W), blocks at least 1")
         if self.temporal_downsample and len(self.temporal_downsample) != len(self.channel_mult) - 1:
-            raise ValueError(f"model.temporal_downsample has {len(self.temporal_downsample)} entries: give one per "
-                             f"down step ({len(self.channel_mult) - 1}) or none")
+            raise KinemaError(f"model.temporal_downsample has {len(self.temporal_downsample)} entries: give one per "
+                              f"down step ({len(self.channel_mult) - 1}) or none")
 
 
 class ResBlock(nn.Module):
@@ -168,21 +172,19 @@ class Level(nn.Module):
             recurrent_block(config.recurrent, out_channels, config.bidirectional) for _ in in_channels)
 
 
-class VideoUNet(nn.Module):
+class VideoUNet(Denoiser):
     """Text-conditioned video U-Net: `model(x [B,C,T,H,W], t [B] or [B,T], cond) -> output like x`."""
 
     config_class = VideoUNetConfig
     supports_gradient_checkpointing = True
 
     def __init__(self, config: VideoUNetConfig):
-        super().__init__()
-        self.config = config
-        self.conditioning_fields = frozenset({"text", "text_mask"} | ({"motion"} if config.motion else set()))
-        self.gradient_checkpointing = False
+        super().__init__(config)
         widths = [config.channels * m for m in config.channel_mult]
         emb_dim = 4 * config.channels
         self.noise_embed = NoiseLevelEmbedding(emb_dim)
         self.direction_embed = DirectionEmbedding(emb_dim) if config.motion else None
+        self.label_embed = nn.Embedding(config.num_classes + 1, emb_dim) if config.num_classes else None  # +1: null
         self.text_pool = nn.Linear(config.text_dim, emb_dim) if config.text_dim else None
         pixels = config.in_channels * config.patch_size ** 2
         self.conv_in = SpatialConv(pixels, widths[0], 3)
@@ -239,25 +241,33 @@ class VideoUNet(nn.Module):
                 collect.append(h)
         return h
 
-    def check_conditioning(self, cond: Conditioning) -> None:
-        """Fail clearly on conditioning this model cannot use, or text it needs but did not get."""
-        check_conditioning("VideoUNet", cond, self.conditioning_fields, bool(self.config.text_dim),
-                           self.config.text_dim)
-        if cond.motion is not None and cond.motion.shape[1:] != (2,):
-            raise ValueError(f"cond.motion must be [B, 2] (x, y direction), got {list(cond.motion.shape)}")
+    @property
+    def num_classes(self) -> int:
+        """`model.num_classes`: labels embedded beside the noise level."""
+        return self.config.num_classes
+
+    def extra_conditioning_fields(self) -> set[str]:
+        """`motion` when the config asks for it."""
+        return {"motion"} if self.config.motion else set()
+
+    def check_inputs(self, x: Tensor, t: Tensor, cond: Conditioning) -> None:
+        """The base checks, plus the shape of cond.motion."""
+        super().check_inputs(x, t, cond)
+        if cond.motion is not None and cond.motion.shape != (x.shape[0], 2):
+            raise KinemaError(f"cond.motion must be [B, 2] (x, y direction), got {list(cond.motion.shape)}")
 
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning | None = None) -> Tensor:
         cond = cond or Conditioning()
-        self.check_conditioning(cond)
+        self.check_inputs(x, t, cond)
         b, _, frames, h, w = x.shape
         p = self.config.patch_size
         levels = p * 2 ** (len(self.config.channel_mult) - 1)
         if h % levels or w % levels:
-            raise ValueError(f"video size {h}x{w} must be divisible by {levels} for this VideoUNet")
+            raise KinemaError(f"video size {h}x{w} must be divisible by {levels} for this VideoUNet")
         frame_levels = 2 ** sum(self.config.temporal_downsample)
         if frames % frame_levels:
-            raise ValueError(f"{frames} frames must be divisible by {frame_levels} for this VideoUNet's temporal "
-                             f"downsampling")
+            raise KinemaError(f"{frames} frames must be divisible by {frame_levels} for this VideoUNet's temporal "
+                              f"downsampling")
         if t.ndim == 1:
             t = t[:, None].expand(b, frames)
         emb = self.noise_embed(t)
@@ -269,6 +279,9 @@ class VideoUNet(nn.Module):
         if self.direction_embed is not None:  # no direction given reads as (0, 0), what prompts without one get
             direction = x.new_zeros(b, 2) if cond.motion is None else cond.motion.to(x.dtype)
             emb = emb + self.direction_embed(direction, frames)
+        if self.label_embed is not None:  # no label given reads as the null class
+            labels = x.new_full((b,), -1, dtype=torch.long) if cond.labels is None else cond.labels
+            emb = emb + self.label_embed(self.null_label_index(labels))[:, None]
 
         h = self.conv_in(rearrange(x, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p))
         skips = [h]

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from kinema.errors import KinemaError
 from kinema.nn.embeddings import RotaryEmbedding1d, RotaryEmbedding3d
 
 SPATIAL_KINDS = ("spatial", "joint", "axial", "windowed")
@@ -29,7 +30,7 @@ class Attention(nn.Module):
                  rotary_axes: int = 1):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"attention width {dim} is not divisible by heads={heads}")
+            raise KinemaError(f"attention width {dim} is not divisible by heads={heads}")
         self.heads = heads
         self.to_q = nn.Linear(dim, dim, bias=False)
         self.to_kv = nn.Linear(context_dim or dim, 2 * dim, bias=False)
@@ -64,7 +65,7 @@ def temporal_mask(frames: int, kind: str = "bidirectional", window: int | None =
                   device: torch.device | None = None) -> Tensor | None:
     """[T, T] bool mask (True = may attend): 'bidirectional', 'causal', optionally limited to |i - j| <= window."""
     if kind not in TEMPORAL_MASKS:
-        raise ValueError(f"unknown temporal mask '{kind}' (choose bidirectional or causal)")
+        raise KinemaError(f"unknown temporal mask '{kind}' (choose bidirectional or causal)")
     if kind == "bidirectional" and window is None:
         return None
     i = torch.arange(frames, device=device)
@@ -120,11 +121,11 @@ class VideoTransformerBlock(nn.Module):
         from kinema.nn.sparse_attention import AxialAttention, WindowedAttention
 
         if spatial not in (None, *SPATIAL_KINDS):
-            raise ValueError(f"unknown spatial attention '{spatial}' (choose {', '.join(SPATIAL_KINDS)} or none)")
+            raise KinemaError(f"unknown spatial attention '{spatial}' (choose {', '.join(SPATIAL_KINDS)} or none)")
         if arrangement not in ("serial", "parallel"):
-            raise ValueError(f"unknown attention arrangement '{arrangement}' (choose serial or parallel)")
+            raise KinemaError(f"unknown attention arrangement '{arrangement}' (choose serial or parallel)")
         if arrangement == "parallel" and not (spatial and temporal):
-            raise ValueError("parallel attention needs both a spatial and a temporal layer")
+            raise KinemaError("parallel attention needs both a spatial and a temporal layer")
         temporal_mask(1, temporal_mask_kind)  # validates the kind
         self.spatial_kind = spatial
         self.temporal_mask_kind = temporal_mask_kind
@@ -182,7 +183,7 @@ class VideoTransformerBlock(nn.Module):
             tokens = tokens + self._spatial(tokens, (t, h, w))
         if self.cross is not None:
             if text is None:
-                raise ValueError("this block has text cross-attention but no text tokens were given")
+                raise KinemaError("this block has text cross-attention but no text tokens were given")
             mask = None if text_mask is None else text_mask[:, None, None, :]
             tokens = tokens + self.cross(self.norm_cross(tokens), context=text, mask=mask)
         if self.arrangement == "serial" and self.temporal is not None:

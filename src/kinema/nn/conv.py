@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from kinema.errors import KinemaError
+
 CONV_KINDS = ("factorized", "full3d", "p3d_a", "p3d_b", "p3d_c", "depthwise3d")
 
 
@@ -188,5 +190,5 @@ def video_conv(kind: str, in_channels: int, out_channels: int, kernel_size: int 
                temporal_kernel_size: int = 3) -> nn.Module:
     """Build the video convolution `kind` (one of CONV_KINDS)."""
     if kind not in CONVS:
-        raise ValueError(f"unknown convolution '{kind}' (choose from {', '.join(CONV_KINDS)})")
+        raise KinemaError(f"unknown convolution '{kind}' (choose from {', '.join(CONV_KINDS)})")
     return CONVS[kind](in_channels, out_channels, kernel_size, temporal_kernel_size)

@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from kinema.errors import KinemaError
+
 
 def sinusoidal_embedding(values: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
     """Sin-cos features of `values` (any shape) -> shape (*values.shape, dim)."""
@@ -80,7 +82,7 @@ class RotaryEmbedding3d(nn.Module):
     def __init__(self, head_dim: int, base: float = 10_000.0):
         super().__init__()
         if head_dim % 2 or head_dim < 6:
-            raise ValueError(f"3D rotary positions need an even head width >= 6, got {head_dim}")
+            raise KinemaError(f"3D rotary positions need an even head width >= 6, got {head_dim}")
         spatial = 2 * (head_dim // 6)
         self.split = (head_dim - 2 * spatial, spatial, spatial)
         self.axes = nn.ModuleList(RotaryEmbedding1d(d, base) for d in self.split)
@@ -102,7 +104,7 @@ def sincos_position_embedding_3d(frames: int, height: int, width: int, dim: int,
 
     PE(h, w) concatenates dim/2 features of the row and dim/2 of the column, as in MAE / DiT."""
     if dim % 4:
-        raise ValueError(f"sin-cos positions need a width divisible by 4, got {dim}")
+        raise KinemaError(f"sin-cos positions need a width divisible by 4, got {dim}")
     t, h, w = torch.meshgrid(*(torch.arange(n, device=device) for n in (frames, height, width)), indexing="ij")
     spatial = torch.cat([sinusoidal_embedding(h.flatten(), dim // 2), sinusoidal_embedding(w.flatten(), dim // 2)], -1)
     return sinusoidal_embedding(t.flatten(), dim) + spatial
@@ -121,7 +123,7 @@ class LearnedPositionEmbedding3d(nn.Module):
         """[frames*height*width, dim] for a (t h w)-ordered grid no larger than the tables."""
         limits = (self.frames.shape[0], self.rows.shape[0], self.columns.shape[0])
         if frames > limits[0] or height > limits[1] or width > limits[2]:
-            raise ValueError(f"token grid {frames}x{height}x{width} exceeds the learned position tables "
-                             f"{limits[0]}x{limits[1]}x{limits[2]}")
+            raise KinemaError(f"token grid {frames}x{height}x{width} exceeds the learned position tables "
+                              f"{limits[0]}x{limits[1]}x{limits[2]}")
         grid = (self.frames[:frames, None, None] + self.rows[None, :height, None] + self.columns[None, None, :width])
         return grid.flatten(0, 2)

@@ -12,6 +12,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from kinema.errors import KinemaError
+
 RECURRENT_KINDS = ("convgru", "convlstm", "gated_residual")
 
 
@@ -63,7 +65,7 @@ class RecurrentTemporalBlock(nn.Module):
         super().__init__()
         cells = {"convgru": ConvGRUCell, "convlstm": ConvLSTMCell}
         if cell not in cells:
-            raise ValueError(f"unknown recurrent cell '{cell}' (choose convgru or convlstm)")
+            raise KinemaError(f"unknown recurrent cell '{cell}' (choose convgru or convlstm)")
         self.norm = nn.GroupNorm(1, channels)
         self.forward_cell = cells[cell](channels, kernel_size)
         self.backward_cell = cells[cell](channels, kernel_size) if bidirectional else None
@@ -101,8 +103,8 @@ def recurrent_block(kind: str, channels: int, bidirectional: bool = False) -> nn
     """Build the temporal recurrence `kind` (one of RECURRENT_KINDS)."""
     if kind == "gated_residual":
         if bidirectional:
-            raise ValueError("gated_residual is a forward recurrence; bidirectional applies to convgru/convlstm")
+            raise KinemaError("gated_residual is a forward recurrence; bidirectional applies to convgru/convlstm")
         return GatedTemporalResidual(channels)
     if kind not in RECURRENT_KINDS:
-        raise ValueError(f"unknown recurrent block '{kind}' (choose from {', '.join(RECURRENT_KINDS)})")
+        raise KinemaError(f"unknown recurrent block '{kind}' (choose from {', '.join(RECURRENT_KINDS)})")
     return RecurrentTemporalBlock(channels, kind, bidirectional)

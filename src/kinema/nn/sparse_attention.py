@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from kinema.errors import KinemaError
 from kinema.nn.attention import Attention
 
 
@@ -36,7 +37,7 @@ class WindowedAttention(Attention):
                  overlap: tuple[int, int, int] = (0, 0, 0), global_tokens: int = 0):
         super().__init__(dim, heads, rotary=True)
         if len(block) != 3 or len(overlap) != 3 or min(block) < 1 or min(overlap) < 0:
-            raise ValueError(f"window block {tuple(block)} / overlap {tuple(overlap)} must be 3 sizes (>= 1 / >= 0)")
+            raise KinemaError(f"window block {tuple(block)} / overlap {tuple(overlap)} must be 3 sizes (>= 1 / >= 0)")
         self.block, self.overlap = tuple(block), tuple(overlap)
         self.global_tokens = nn.Parameter(0.02 * torch.randn(global_tokens, dim)) if global_tokens else None
 

@@ -1,24 +1,31 @@
 """The training loop (accelerate): AdamW with warmup, clipping, EMA, checkpoints, exact resume, a NaN guard.
 
 Everything random is keyed on the step: data indices come from a resumable sampler, noise levels
-and caption dropout from one saved generator, so a resumed run is bit-identical to an unbroken one.
+and caption dropout from one generator per process on the training device, saved with every
+checkpoint (with the global CPU/CUDA generators and the fp16 loss scaler), so a resumed run is
+bit-identical to an unbroken one. A fresh run never writes over another run's checkpoints, and
+a checkpoint is never written with non-finite weights nor cut short by Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, IterableDataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from kinema.atomic import interrupts_deferred
 from kinema.conditioning.conditioning import Conditioning
 from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
@@ -30,12 +37,14 @@ from kinema.diffusion import DiffusionLoss, build_schedule
 from kinema.errors import KinemaError
 from kinema.models.pretrained import init_from_pretrained
 from kinema.models.registry import build_model
-from kinema.training.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
+from kinema.training.checkpoint import (TrainingState, checkpoint_dir, checkpoints_folder, clear_checkpoints,
+                                        load_checkpoint, remove_stale_writes, resume_checkpoint, save_checkpoint,
+                                        step_checkpoints)
 from kinema.training.samples import write_samples
 
 
 class TrainingDiverged(KinemaError):
-    """The loss or gradient became NaN/Inf; training stopped without writing a checkpoint."""
+    """The loss, gradient or weights became NaN/Inf; training stopped without writing a checkpoint."""
 
 
 def learning_rate(config: Config, step: int) -> float:
@@ -52,47 +61,92 @@ class Trainer:
     """Trains `config`'s model on `config`'s data; `train()` runs to `config.train.steps` (or `until_step`)."""
 
     def __init__(self, config: Config, resume: bool = False, text_encoder: TextEncoder | None = None,
-                 progress: bool = True):
+                 progress: bool = True, overwrite: bool = False):
         self.config = config
         self.progress = progress
         train = config.train
         self.accelerator = Accelerator(mixed_precision=train.mixed_precision)
         self.output_dir = Path(train.output_dir)
+        self._claim_output_dir(resume, overwrite)
         torch.manual_seed(train.seed)
         self.model = build_model(config.model_name, config.model)
         if train.init_from and not resume:
             new = init_from_pretrained(self.model, train.init_from)
             self.accelerator.print(f"initialised from {train.init_from}" +
                                    (f"; new: {', '.join(new)}" if new else ""))
-        if train.gradient_checkpointing:
-            if not getattr(self.model, "supports_gradient_checkpointing", False):
-                raise KinemaError(f"config key 'train.gradient_checkpointing': {config.model_name} does not support it")
-            self.model.gradient_checkpointing = True
+        self.model.gradient_checkpointing = train.gradient_checkpointing  # a KinemaError where unsupported
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay))
+        self.ema.to(self.accelerator.device)  # averaged where the model trains: no per-step copies between devices
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.text_encoder = text_encoder or TextEncoder(train.text_encoder, cache_size=16384)
-        text_dim = getattr(config.model, "text_dim", 0)
+        text_dim = self.model.text_dim
         if text_dim and text_dim != self.text_encoder.dim:
             raise KinemaError(f"config key 'model.text_dim' is {text_dim} but text encoder "
                               f"'{train.text_encoder}' gives {self.text_encoder.dim}-d tokens")
         self.loss_fn = DiffusionLoss(build_schedule(config.diffusion.schedule, config.diffusion.shift),
                                      config.diffusion.prediction, config.diffusion.per_frame_noise)
-        self.generator = torch.Generator().manual_seed(train.seed + self.accelerator.process_index)
+        # drawn on the device that uses the draws (a CPU generator cannot fill a CUDA tensor)
+        self.generator = torch.Generator(self.accelerator.device)
+        self.generator.manual_seed(train.seed + self.accelerator.process_index)
         self.step = 0
+        self.run_id = uuid.uuid4().hex  # names this run's checkpoints, so that pruning never touches another run's
+        self.last_checkpoint: Path | None = None  # the newest checkpoint of this run on disk
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        self._tidy_output_dir(overwrite)
         if resume:
             self._resume()
         self._saved_step = self.step
-        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+
+    def _claim_output_dir(self, resume: bool, overwrite: bool) -> None:
+        """Refuse a fresh run into a folder holding checkpoints unless `overwrite`."""
+        if resume and overwrite:
+            raise KinemaError("--resume and --overwrite exclude each other: continue the run, or replace it")
+        found = step_checkpoints(self.output_dir)
+        if found and not resume and not overwrite:
+            raise KinemaError(f"{checkpoints_folder(self.output_dir)} already holds checkpoints (newest "
+                              f"{found[-1].name}); continue that run with --resume, choose another "
+                              "train.output_dir, or replace them with --overwrite")
+
+    def _tidy_output_dir(self, overwrite: bool) -> None:
+        """Once everything else is ready: delete the old checkpoints when `overwrite`, and what killed checkpoint
+        writes left behind."""
+        if self.accelerator.is_main_process:
+            found = step_checkpoints(self.output_dir)
+            if found and overwrite:
+                clear_checkpoints(self.output_dir)
+                self.accelerator.print(f"--overwrite: deleted {len(found)} checkpoint(s) in "
+                                       f"{checkpoints_folder(self.output_dir)}")
+            removed = remove_stale_writes(self.output_dir)
+            if removed:
+                self.accelerator.print(f"removed {len(removed)} unfinished checkpoint write(s) left by a killed run")
+        self.accelerator.wait_for_everyone()
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        """This process's generators: the trainer's, the global CPU one and, on a GPU, the global CUDA one."""
+        states = {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
+        if self.accelerator.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(self.accelerator.device)
+        return states
 
     def _resume(self) -> None:
-        path = latest_checkpoint(self.output_dir)
-        if path is None:
-            raise KinemaError(f"--resume: no checkpoint in {self.output_dir / 'checkpoints'}")
-        state = load_checkpoint(path, self.config, self.model, self.ema.module, self.optimizer)
+        path, note = resume_checkpoint(self.output_dir)
+        if note:
+            self.accelerator.print(note)
+        state = load_checkpoint(path, self.config, self.accelerator.unwrap_model(self.model), self.ema.module,
+                                self.optimizer)
         self.ema.n_averaged.fill_(max(1, state.step))
-        self.generator.set_state(state.generator_state)
-        torch.set_rng_state(state.torch_rng_state)
-        self.step = state.step
+        rank = self.accelerator.process_index
+        if rank < len(state.rng):
+            self.generator.set_state(state.rng[rank]["generator"])
+            torch.set_rng_state(state.rng[rank]["torch"])
+            if "cuda" in state.rng[rank] and self.accelerator.device.type == "cuda":
+                torch.cuda.set_rng_state(state.rng[rank]["cuda"], self.accelerator.device)
+        else:
+            self.accelerator.print(f"warning: {path} was written by {len(state.rng)} process(es); process {rank} "
+                                   "starts fresh random streams, so this run will not repeat an unbroken one exactly")
+        if state.scaler and self.accelerator.scaler is not None:
+            self.accelerator.scaler.load_state_dict(state.scaler)
+        self.step, self.run_id, self.last_checkpoint = state.step, state.run_id, path
         self.accelerator.print(f"resumed from {path} at step {self.step}")
 
     def _loader(self):
@@ -100,8 +154,11 @@ class Trainer:
         are read from their start and the batches already trained on are skipped."""
         train = self.config.train
         dataset = build_dataset(self.config.data_kind, self.config.data, train.seed)
-        batch, done = train.batch_size, self.step * self.accelerator.num_processes
-        workers = {"num_workers": train.num_workers, "persistent_workers": train.num_workers > 0}
+        batch, done = train.batch_size, self.step * self.accelerator.num_processes * train.grad_accum
+        # an own generator for the workers' base seed: iterating a DataLoader would otherwise draw from the global
+        # one, and each resume would shift it by one draw
+        workers = {"num_workers": train.num_workers, "persistent_workers": train.num_workers > 0,
+                   "generator": torch.Generator().manual_seed(train.seed)}
         if isinstance(dataset, IterableDataset):  # every process reads the whole stream (no sharding by rank)
             loader = DataLoader(dataset, batch_size=batch, drop_last=True, **workers)
             return itertools.islice(loader, done, None)
@@ -117,43 +174,79 @@ class Trainer:
         """Text (with caption dropout for guidance) and its motion words, plus class labels and fps when the model
         reads them."""
         captions = list(batch["caption"])
-        drop = torch.rand(len(captions), generator=self.generator) < self.config.train.caption_dropout
+        drop = torch.rand(len(captions), generator=self.generator, device=self.generator.device).cpu()
+        drop = drop < self.config.train.caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
-        fields = getattr(self.accelerator.unwrap_model(self.model), "conditioning_fields", frozenset())
+        fields = self.accelerator.unwrap_model(self.model).conditioning_fields
         extra = {name: batch[key] for name, key in (("labels", "label"), ("fps", "fps"))
                  if name in fields and key in batch}
+        if "labels" in extra:  # label dropout: -1 is the null class that class guidance contrasts with
+            dropped = torch.rand(len(captions), generator=self.generator, device=self.generator.device)
+            extra["labels"] = extra["labels"].masked_fill(dropped.to(extra["labels"].device) <
+                                                          self.config.train.label_dropout, -1)
         cond = prompt_conditioning(captions, self.text_encoder, fields)
         return replace(cond, **extra).to(self.accelerator.device)
 
     def _save(self) -> Path | None:
+        """Write a checkpoint of this step (every process's generators included); Ctrl-C waits until it is whole."""
+        rng = gather_object([self._rng_states()])
         self.accelerator.wait_for_everyone()
-        if not self.accelerator.is_main_process:
-            return None
-        state = TrainingState(self.step, self.generator.get_state(), torch.get_rng_state())
-        self._saved_step = self.step
-        return save_checkpoint(self.output_dir, self.config, self.accelerator.unwrap_model(self.model),
-                               self.ema.module, self.optimizer, state, self.config.train.keep_checkpoints)
+        with interrupts_deferred():
+            if self.accelerator.is_main_process:
+                scaler = self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else None
+                state = TrainingState(self.step, self.run_id, rng, scaler)
+                save_checkpoint(self.output_dir, self.config, self.accelerator.unwrap_model(self.model),
+                                self.ema.module, self.optimizer, state, self.config.train.keep_checkpoints)
+            self.accelerator.wait_for_everyone()
+            self.last_checkpoint, self._saved_step = checkpoint_dir(self.output_dir, self.step), self.step
+        return self.last_checkpoint
 
-    def _train_step(self, batch: dict) -> tuple[float, float]:
-        video = batch["video"].to(self.accelerator.device)
-        cond = self._conditioning(batch)
+    def _stopped(self, what: str) -> TrainingDiverged:
+        return TrainingDiverged(f"{what} at step {self.step + 1}; stopped without saving "
+                                f"(last good checkpoint: {self.last_checkpoint or 'none'})")
+
+    def _non_finite_weight(self) -> str | None:
+        """The name of a weight that is NaN/Inf (one device sync when all are finite), or None."""
+        named = list(self.accelerator.unwrap_model(self.model).named_parameters())
+        if torch.stack([torch.isfinite(p).all() for _, p in named]).all():
+            return None
+        return next(name for name, p in named if not torch.isfinite(p).all())
+
+    def _step_batches(self):
+        """The loader's batches in groups of `train.grad_accum`, one group per optimizer step."""
+        batches, size = iter(self._loader()), self.config.train.grad_accum
+        while len(group := list(itertools.islice(batches, size))) == size:
+            yield group
+
+    def _train_step(self, batches: list[dict]) -> tuple[float, float]:
+        """One optimizer step on the summed gradients of `batches` (each loss divided by their number, so that the
+        step equals one on their concatenation)."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.step)
-        with self.accelerator.autocast():
-            loss = self.loss_fn(lambda x, t: self.model(x, t, cond), video, generator=self.generator)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss.item()} at step {self.step + 1}; stopped without saving "
-                                   f"(last good checkpoint: {latest_checkpoint(self.output_dir)})")
         self.optimizer.zero_grad(set_to_none=True)
-        self.accelerator.backward(loss)
+        total = 0.0
+        for i, batch in enumerate(batches):
+            video = batch["video"].to(self.accelerator.device)
+            cond = self._conditioning(batch)
+            with self.accelerator.autocast():
+                loss = self.loss_fn(lambda x, t: self.model(x, t, cond), video, generator=self.generator) / len(batches)
+            if not torch.isfinite(loss):
+                raise self._stopped(f"loss is {loss.item() * len(batches)}")
+            last = i == len(batches) - 1  # gradients are averaged across processes once, after the last
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+                self.accelerator.backward(loss)
+            total += loss.item()
         grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
         if not torch.isfinite(grad_norm):
-            raise TrainingDiverged(f"gradient norm is {grad_norm.item()} at step {self.step + 1}; stopped without "
-                                   f"saving (last good checkpoint: {latest_checkpoint(self.output_dir)})")
+            raise self._stopped(f"gradient norm is {grad_norm.item()}")
         self.optimizer.step()
+        bad = self._non_finite_weight()
+        if bad:
+            raise self._stopped(f"weight '{bad}' is not finite after the update (learning rate "
+                                f"{learning_rate(self.config, self.step)})")
         self.ema.update_parameters(self.accelerator.unwrap_model(self.model))
         self.step += 1
-        return loss.item(), grad_norm.item()
+        return total, grad_norm.item()
 
     def train(self, until_step: int | None = None) -> Path | None:
         """Train until `config.train.steps` (or `until_step`, or `train.time_limit_minutes`); returns the last
@@ -161,7 +254,6 @@ class Trainer:
         train = self.config.train
         last_step = min(train.steps, until_step or train.steps)
         writer = SummaryWriter(str(self.output_dir / "tensorboard")) if self.accelerator.is_main_process else None
-        checkpoint = latest_checkpoint(self.output_dir)
         bar = tqdm(total=last_step, initial=self.step, desc="training", unit="step",
                    disable=not (self.progress and self.accelerator.is_main_process))
         started, started_step = time.perf_counter(), self.step
@@ -174,10 +266,10 @@ class Trainer:
             return bool(self.accelerator.reduce(late, "max") > 0)
 
         try:
-            for batch in self._loader():
+            for batches in self._step_batches():
                 if self.step >= last_step:
                     break
-                loss, grad_norm = self._train_step(batch)
+                loss, grad_norm = self._train_step(batches)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if writer and self.step % train.log_every == 0:
@@ -187,17 +279,17 @@ class Trainer:
                         writer.add_scalar(f"train/{name}", value, self.step)
                 stop = self.step == last_step or out_of_time()
                 if self.step % train.checkpoint_every == 0 or stop:
-                    checkpoint = self._save() or checkpoint
+                    self._save()
                 if train.sample_every and self.step % train.sample_every == 0 and writer:
                     write_samples(self.ema.module, self.config, self.text_encoder, self.output_dir, self.step, writer)
                 if stop:
                     break
         except KeyboardInterrupt:
             if self.step != self._saved_step:
-                checkpoint = self._save()
+                self._save()
             raise
         finally:
             bar.close()
             if writer:
                 writer.close()
-        return checkpoint
+        return self.last_checkpoint

@@ -1,10 +1,17 @@
 """Video files: write and read mp4 (H.264), webm (VP9) and gif through PyAV (FFmpeg).
 
-Reading also covers mkv, avi and mov. `probe_video` reads only the container header;
-`read_frames_at`, `read_clip` and `read_window` seek to the keyframe before the wanted
-time and decode from there, so a short clip from a long file costs a short decode. The
-frame shown at time t is the last frame whose timestamp is <= t (within a quarter frame),
-counted from the stream's first frame (chapter 11.1.4, fixed-rate temporal sampling).
+Reading covers every container in `READABLE_SUFFIXES` (whatever FFmpeg demuxes: mpg, ts, avi,
+mkv, mov, flv, wmv, ogv, ...). `probe_video` reads the container header (and the packet timestamps
+where the container stores no length), decoding nothing; `read_frames_at`,
+`read_clip` and `read_window` seek to the keyframe before the wanted time in containers with an
+index and exact timestamps (mp4/mov, mkv/webm) and decode from the start elsewhere, so a short
+clip from a long mp4 costs a short decode and nothing is lost in an AVI or MPEG stream. Every
+decoded frame is kept, in decoder (display) order; its time comes from the timestamps of the
+frames around it put in order (packed DivX/XviD B-frames carry them shuffled, AVI may give only
+decode timestamps), or one frame period after the previous frame where none is given. The frame
+shown at time t is the last frame whose time is <= t (within a quarter frame), counted from the
+stream's first frame (chapter 11.1.4, fixed-rate temporal sampling). Non-square pixels are
+resampled to the display aspect (the width is scaled by the sample aspect ratio).
 
 Encoding choices:
 - mp4: H.264 yuv420p at CRF 12 (near-transparent), BT.709 limited range, fast-start.
@@ -20,11 +27,13 @@ Every write goes to a temporary file beside the target and is renamed over it at
 """
 
 import contextlib
+import heapq
 import itertools
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -44,7 +53,13 @@ from kinema.errors import KinemaError
 from kinema.video.convert import as_rgb, from_uint8, to_uint8, upscale_nearest
 
 VIDEO_FORMATS = ("mp4", "webm", "gif")
-READABLE_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".gif")  # what the readers accept
+READABLE_SUFFIXES = (  # what the readers accept: containers FFmpeg demuxes that hold video
+    ".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m1v", ".m2v", ".vob",
+    ".ts", ".mts", ".m2ts", ".flv", ".wmv", ".asf", ".ogv", ".ogg", ".dv", ".gif",
+)
+SEEKABLE_CONTAINERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm")  # FFmpeg demuxers with an index and exact pts
+_STORED_LENGTH = (*SEEKABLE_CONTAINERS, "avi", "gif")  # demuxers whose header stores the stream's length
+_REORDER_DEPTH = 8  # frames held back to put shuffled timestamps in order (B-frame depth + packed chunks)
 
 _SIZE_TAG = "kinema_frame_size"  # container tag "WxH" when the coded frames were padded
 _BT709 = 1  # ITU-T H.273 code point for BT.709 primaries, transfer and matrix
@@ -108,7 +123,7 @@ def read_video(
             f"{path}: need start >= 0 and num_frames >= 1, got start={start}, num_frames={num_frames}"
         )
     with _open_stream(path) as (container, stream, fps):
-        frames, seen = _decode_rgb(container, stream, start, num_frames)
+        frames, seen = _decode_rgb(container, stream, start, num_frames, _display_size(stream))
         tagged = _tagged_size(container.metadata)
     if not frames:
         raise KinemaError(f"{path}: start={start} but the video has {seen} frames")
@@ -191,13 +206,13 @@ def _shared_palette(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decode_rgb(
-    container: InputContainer, stream: VideoStream, start: int, num_frames: int | None
+    container: InputContainer, stream: VideoStream, start: int, num_frames: int | None, size: tuple[int, int]
 ) -> tuple[list[np.ndarray], int]:
-    """Decode RGB frames from index `start`, at most `num_frames`; also how many frames were seen."""
+    """Decode RGB frames `size` (H, W) from index `start`, at most `num_frames`; also how many frames were seen."""
     frames, seen = [], 0
     for frame in container.decode(stream):
         if seen >= start:
-            frames.append(frame.to_ndarray(format="rgb24"))
+            frames.append(_rgb(frame, size))
         seen += 1
         if num_frames is not None and len(frames) == num_frames:
             break
@@ -233,16 +248,21 @@ class VideoInfo:
 
     path: str
     fps: float
-    num_frames: int  # from the header, or duration x fps where the container does not count frames
+    num_frames: int  # an estimate: the header's count (AVI counts dropped frames) or duration x fps
     duration: float
-    width: int
+    width: int  # display width: coded width x sample aspect ratio (what the readers return)
     height: int
     codec: str
     container: str
+    sample_aspect: float = 1.0  # pixel width / pixel height of the coded frames
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read a video's header (no decoding): fps, frame count, duration, size, codec; KinemaError if unusable."""
+    """Read a video's header (no decoding): fps, frame count, duration, display size, codec; KinemaError if unusable.
+
+    Streams without a stored length (MPEG program / transport streams, flv, ogg, ...: FFmpeg guesses it from
+    the bit rate) are measured by reading their packets' timestamps, still without decoding.
+    """
     path = _checked_file(path)
     try:
         with av.open(str(path)) as container:
@@ -251,20 +271,39 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             stream = container.streams.video[0]
             is_gif = stream.codec_context.name == "gif"
             rate = float(stream.average_rate or stream.guessed_rate or 0)
-            if stream.duration is not None:
-                duration = float(stream.duration * stream.time_base)
+            if container.format.name not in _STORED_LENGTH:
+                duration, frames = _demuxed_length(container, stream)
+            elif stream.duration is not None:
+                duration, frames = float(stream.duration * stream.time_base), stream.frames
             else:
-                duration = (container.duration or 0) / av.time_base
+                duration, frames = (container.duration or 0) / av.time_base, stream.frames
             tagged = _tagged_size(container.metadata)
-            height, width = tagged or (stream.codec_context.height, stream.codec_context.width)
-            info = dict(codec=stream.codec_context.name, container=container.format.name, frames=stream.frames)
+            height, width = tagged or _display_size(stream)
+            info = dict(codec=stream.codec_context.name, container=container.format.name, frames=frames,
+                        sample_aspect=float(_sample_aspect(stream)))
         fps = _gif_fps(path) if is_gif else rate
     except av.FFmpegError as err:
         raise KinemaError(f"cannot open video file {path}: {err.strerror}") from err
     if fps <= 0 or duration <= 0 or width <= 0 or height <= 0:
         raise KinemaError(f"{path}: the header gives no usable frame rate, duration or frame size")
     num_frames = info["frames"] or max(1, round(duration * fps))
-    return VideoInfo(str(path), fps, num_frames, duration, width, height, info["codec"], info["container"])
+    return VideoInfo(str(path), fps, num_frames, duration, width, height, info["codec"], info["container"],
+                     info["sample_aspect"])
+
+
+def _demuxed_length(container: InputContainer, stream: VideoStream) -> tuple[float, int]:
+    """(seconds from the first packet to the end of the last, packet count) of a stream, read without decoding."""
+    period = 1.0 / float(stream.average_rate or stream.guessed_rate or 1)  # for packets that carry no duration
+    first, end, count = math.inf, -math.inf, 0
+    for packet in container.demux(stream):
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if not packet.size or stamp is None:
+            continue
+        count += 1
+        first = min(first, float(stamp * stream.time_base))
+        end = max(end, float((stamp + packet.duration) * stream.time_base) if packet.duration else
+                  float(stamp * stream.time_base) + period)
+    return (end - first, count) if count else (0.0, 0)
 
 
 def read_frames_at(path: str | os.PathLike, times: Sequence[float]) -> tuple[Tensor, Tensor]:
@@ -277,7 +316,7 @@ def read_frames_at(path: str | os.PathLike, times: Sequence[float]) -> tuple[Ten
     previous = None
     with _open_stream(path) as (container, stream, fps):
         slack = 0.25 / fps  # timestamps are rounded (webm counts milliseconds): a quarter frame absorbs that
-        for stamp, frame in _frames_from(container, stream, times[0] - 1.0 / fps):
+        for stamp, frame in _frames_from(container, stream, fps, times[0] - 1.0 / fps):
             while previous is not None and len(picked) < len(times) and stamp > times[len(picked)] + slack:
                 picked.append(previous)
             if len(picked) == len(times):
@@ -286,10 +325,10 @@ def read_frames_at(path: str | os.PathLike, times: Sequence[float]) -> tuple[Ten
         else:  # the last frame stays on screen for one frame duration
             while previous is not None and len(picked) < len(times) and times[len(picked)] < previous[0] + 1.0 / fps:
                 picked.append(previous)
-        tagged = _tagged_size(container.metadata)
+        size = _tagged_size(container.metadata), _display_size(stream)
     if len(picked) < len(times):
         raise KinemaError(f"{path}: too short: no frame at {times[len(picked)]:.3f} s")
-    return _frames_to_clip(picked, tagged)
+    return _frames_to_clip(picked, *size)
 
 
 def read_clip(
@@ -302,12 +341,13 @@ def read_clip(
         return read_frames_at(path, [start_time + k / fps for k in range(num_frames)])
     path = _checked_file(path)
     with _open_stream(path) as (container, stream, rate):
-        frames = _on_screen_from(_frames_from(container, stream, start_time - 1.0 / rate), start_time, 0.25 / rate)
+        frames = _on_screen_from(_frames_from(container, stream, rate, start_time - 1.0 / rate), start_time,
+                                 0.25 / rate)
         picked = list(itertools.islice(frames, 0, (num_frames - 1) * stride + 1, stride))
-        tagged = _tagged_size(container.metadata)
+        size = _tagged_size(container.metadata), _display_size(stream)
     if len(picked) < num_frames:
         raise KinemaError(f"{path}: too short for {num_frames} frames with stride {stride} from {start_time:.3f} s")
-    return _frames_to_clip(picked, tagged)
+    return _frames_to_clip(picked, *size)
 
 
 def read_window(
@@ -329,7 +369,7 @@ def read_window(
     picked, previews = [], []
     with _open_stream(path) as (container, stream, fps):
         slack = 0.25 / fps
-        for stamp, frame in _frames_from(container, stream, start_time - 1.0 / fps):
+        for stamp, frame in _frames_from(container, stream, fps, start_time - 1.0 / fps):
             if stamp >= end_time - slack:
                 break
             if stamp >= start_time - slack:
@@ -338,13 +378,20 @@ def read_window(
                     raise KinemaError(f"{path}: more than {max_frames} frames in [{start_time}, {end_time}) s")
                 if select is not None:
                     previews.append(_grey_preview(frame, preview_size))
-        tagged = _tagged_size(container.metadata)
+        size = _tagged_size(container.metadata), _display_size(stream)
     if not picked:
         raise KinemaError(f"{path}: too short: no frame in [{start_time:.3f}, {end_time:.3f}) s")
     if select is not None:
         chosen = select(from_uint8(np.stack(previews)[..., None]))
         picked = [picked[int(i)] for i in chosen]
-    return _frames_to_clip(picked, tagged)
+    return _frames_to_clip(picked, *size)
+
+
+def decode_frames(path: str | os.PathLike) -> Iterator[tuple[float, av.VideoFrame]]:
+    """Every frame of a video from the first, in display order: (time in s from the first frame, frame)."""
+    path = _checked_file(path)
+    with _open_stream(path) as (container, stream, fps):
+        yield from _frames_from(container, stream, fps, 0.0)
 
 
 def _grey_preview(frame: av.VideoFrame, size: int) -> np.ndarray:
@@ -393,21 +440,55 @@ def _open_stream(path: Path) -> Iterator[tuple[InputContainer, VideoStream, floa
 
 
 def _frames_from(
-    container: InputContainer, stream: VideoStream, time: float
+    container: InputContainer, stream: VideoStream, fps: float, time: float
 ) -> Iterator[tuple[float, av.VideoFrame]]:
-    """Seek to the keyframe at or before `time` (s from the first frame), then yield (timestamp, frame) in order."""
-    origin = stream.start_time or 0
-    if time > 0:
-        container.seek(origin + int(time / stream.time_base), stream=stream, backward=True, any_frame=False)
-    last = -math.inf
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        stamp = float((frame.pts - origin) * stream.time_base)
-        if stamp <= last:  # some demuxers repeat a frame after a seek
-            continue
+    """Every frame from the keyframe at or before `time` (s from the first frame) on: (time, frame) in display order.
+
+    Seeks only in `SEEKABLE_CONTAINERS` (times count from the stream's start); elsewhere decodes from the
+    first frame, whose time is 0.
+    """
+    if container.format.name in SEEKABLE_CONTAINERS:
+        origin = stream.start_time or 0
+        if time > 0:
+            container.seek(origin + int(time / stream.time_base), stream=stream, backward=True, any_frame=False)
+        yield from _display_times(container.decode(stream), stream.time_base, fps, origin)
+        return
+    first = None
+    for stamp, frame in _display_times(container.decode(stream), stream.time_base, fps):
+        first = stamp if first is None else first
+        yield stamp - first, frame
+
+
+def _display_times(
+    frames: Iterable[av.VideoFrame], time_base: Fraction, fps: float, origin: int = 0
+) -> Iterator[tuple[float, av.VideoFrame]]:
+    """Pair decoded frames (display order) with strictly increasing times (s): the smallest pending timestamp.
+
+    A frame's timestamp is its pts, else its dts; the `_REORDER_DEPTH` latest are pooled and handed out
+    in order, so timestamps that a container gives shuffled (packed B-frames) or late still fit their
+    frames; a frame left without one is shown one frame period (1 / `fps`) after the previous frame.
+    """
+    pending: deque[av.VideoFrame] = deque()
+    pool: list[float] = []
+    last = None
+
+    def take() -> tuple[float, av.VideoFrame]:
+        nonlocal last
+        while pool and last is not None and pool[0] <= last + 1e-9:  # repeated or stale timestamps
+            heapq.heappop(pool)
+        stamp = heapq.heappop(pool) if pool else (0.0 if last is None else last + 1.0 / fps)
         last = stamp
-        yield stamp, frame
+        return stamp, pending.popleft()
+
+    for frame in frames:
+        pending.append(frame)
+        tick = frame.pts if frame.pts is not None else frame.dts
+        if tick is not None:
+            heapq.heappush(pool, float((tick - origin) * time_base))
+        if len(pending) > _REORDER_DEPTH:
+            yield take()
+    while pending:
+        yield take()
 
 
 def _on_screen_from(
@@ -427,10 +508,33 @@ def _on_screen_from(
         yield previous
 
 
-def _frames_to_clip(picked: list[tuple[float, av.VideoFrame]], tagged: tuple[int, int] | None) -> tuple[Tensor, Tensor]:
-    """RGB clip `[C, T, H, W]` in [-1, 1] (cropped to a tagged true size) and timestamps `[T]` of picked frames."""
+def _sample_aspect(stream: VideoStream) -> Fraction:
+    """Pixel width / height: the container's value, else the codec's, else 1."""
+    for value in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if value is not None and value > 0:
+            return Fraction(value)
+    return Fraction(1)
+
+
+def _display_size(stream: VideoStream) -> tuple[int, int]:
+    """(height, width) of the frames as shown: the coded width scaled by the sample aspect ratio."""
+    height, width = stream.codec_context.height, stream.codec_context.width
+    return height, max(1, round(width * _sample_aspect(stream)))
+
+
+def _rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """uint8 RGB `[H, W, 3]` of a frame, resampled to `size` (H, W) if its pixels are not square."""
+    if (frame.height, frame.width) == size:
+        return frame.to_ndarray(format="rgb24")
+    return frame.to_ndarray(format="rgb24", height=size[0], width=size[1], interpolation=Interpolation.AREA)
+
+
+def _frames_to_clip(
+    picked: list[tuple[float, av.VideoFrame]], tagged: tuple[int, int] | None, size: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """RGB clip `[C, T, H, W]` in [-1, 1] (display `size`, cropped to a tagged true size) and timestamps `[T]`."""
     cache: dict[int, np.ndarray] = {}  # a frame picked twice (held on screen) is converted once
-    frames = [cache.setdefault(id(frame), frame.to_ndarray(format="rgb24")) for _, frame in picked]
+    frames = [cache.setdefault(id(frame), _rgb(frame, size)) for _, frame in picked]
     clip = np.stack(frames)
     if tagged is not None and tagged[0] <= clip.shape[1] and tagged[1] <= clip.shape[2]:
         clip = clip[:, : tagged[0], : tagged[1]]
