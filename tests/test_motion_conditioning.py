@@ -114,10 +114,8 @@ def test_training_feeds_the_captions_directions_and_drops_them_with_the_caption(
                          "train.batch_size=16")
     trainer = Trainer(config, text_encoder=text_encoder, progress=False)
     batch = next(iter(trainer._loader()))
-    generator_state = trainer.generator.get_state()
-    cond = trainer._conditioning(batch)
-    trainer.generator.set_state(generator_state)
-    dropped = torch.rand(16, generator=trainer.generator) < 0.5
+    cond = trainer._conditioning(batch, trainer.sample_generators(0, 16))
+    dropped = torch.cat([torch.rand(1, generator=g) for g in trainer.sample_generators(0, 16)]) < 0.5
     expected = motion_from_prompts(["" if d else c for c, d in zip(batch["caption"], dropped.tolist())])
     assert torch.equal(cond.motion, expected)
     assert expected.abs().sum() > 0 and dropped.any() and not dropped.all()

@@ -147,10 +147,10 @@ def test_label_dropout_replaces_labels_by_no_class_with_the_trainers_generator(t
                                 f"train.output_dir={tmp_path}"])
     trainer = Trainer(config, text_encoder=text_encoder, progress=False)
     batch = next(iter(trainer._loader()))
-    state = trainer.generator.get_state()
-    labels = trainer._conditioning(batch).labels
-    trainer.generator.set_state(state)
-    torch.rand(16, generator=trainer.generator)  # caption dropout's draw comes first
-    dropped = torch.rand(16, generator=trainer.generator) < 0.5
+    labels = trainer._conditioning(batch, trainer.sample_generators(0, 16)).labels
+    generators = trainer.sample_generators(0, 16)  # one per sample
+    for generator in generators:
+        torch.rand(1, generator=generator)  # caption dropout's draw comes first
+    dropped = torch.cat([torch.rand(1, generator=g) for g in generators]) < 0.5
     assert torch.equal(labels, batch["label"].masked_fill(dropped, -1))
     assert dropped.any() and not dropped.all()

@@ -152,7 +152,7 @@ def test_loading_refuses_non_finite_weights(tiny_config, text_encoder):
 def test_noise_generator_and_ema_live_on_the_training_device(tiny_config, text_encoder):
     trainer = Trainer(tiny_config("train.steps=1"), text_encoder=text_encoder, progress=False)
     device = trainer.accelerator.device
-    assert trainer.generator.device.type == device.type
+    assert {g.device.type for g in trainer.sample_generators(0, 2)} == {device.type}
     assert {p.device.type for p in trainer.ema.parameters()} == {device.type}
 
 

@@ -208,12 +208,19 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in train.output_dir"),
     overwrite: bool = typer.Option(False, "--overwrite", help="delete the checkpoints already in train.output_dir "
                                    "and start afresh (without it, a fresh run there is refused)"),
+    processes: int = typer.Option(1, "--processes", help="train in this many processes on this machine, one per GPU "
+                                  "(or gloo CPU processes without CUDA); each takes train.batch_size per step"),
 ):
     """Train a model from a config; Ctrl-C saves a checkpoint, --resume continues exactly."""
     from kinema.config import load_config
+    from kinema.training.launch import launch, launched
+
+    cfg = load_config(config, overrides or [])  # checked here, before any process starts
+    if processes != 1 and not launched():
+        flags = ["--resume"] * resume + ["--overwrite"] * overwrite
+        raise typer.Exit(launch(processes, [str(config), *(overrides or []), *flags]))
     from kinema.training.trainer import Trainer
 
-    cfg = load_config(config, overrides or [])
     trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
     try:
         checkpoint = trainer.train()

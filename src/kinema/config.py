@@ -87,6 +87,7 @@ class TrainConfig:
     ema_decay: float = within(0, 1, 0.999)
     mixed_precision: str = one_of(("no", "fp16", "bf16"), "no")
     gradient_checkpointing: bool = False
+    compile: bool = False              # torch.compile the denoiser (a GPU speed-up; same results within tolerance)
     caption_dropout: float = within(0, 1, 0.1)  # probability of training on the empty prompt (for guidance)
     label_dropout: float = within(0, 1, 0.1)  # probability of training without the class label (class guidance)
     text_encoder: str = non_empty("minilm")  # 'minilm', a local path or a hub id of a transformers text model

@@ -17,6 +17,7 @@ import random
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -184,12 +185,29 @@ class ShardDataset(Dataset):
         return decode_item(data)
 
 
-def stream_shards(urls: str, shuffle_buffer: int = 0, seed: int = 0) -> IterableDataset:
-    """Stream items from shard files or URLs with webdataset (split across DataLoader workers by shard)."""
-    pipeline = wds.WebDataset(shard_urls(urls), shardshuffle=False, empty_check=False)
-    if shuffle_buffer:
+def stream_shards(urls: str, shuffle_buffer: int = 0, seed: int = 0, rank: int = 0,
+                  processes: int = 1) -> IterableDataset:
+    """Stream items from shard files or URLs with webdataset (split across DataLoader workers by shard, and across
+    `processes` training processes by item: process `rank` keeps item `rank` of every `processes` in a row)."""
+    # every process reads every shard (nodesplitter=None) and keeps its own items: no process runs out before another
+    pipeline = wds.WebDataset(shard_urls(urls), shardshuffle=False, empty_check=False, nodesplitter=None)
+    if shuffle_buffer:  # the same seed in every process: all shuffle alike, then each keeps its own items
         pipeline = pipeline.shuffle(shuffle_buffer, rng=random.Random(seed))
+    if processes > 1:
+        pipeline = pipeline.compose(partial(_every_nth, rank=rank, processes=processes))
     return pipeline.compose(_decode_stream)  # not .map: webdataset's map puts "__key__" back into each item
+
+
+def _every_nth(samples, rank: int, processes: int):
+    """Item `rank` of each full run of `processes` items (a short last run is dropped, so that every process gets
+    as many items and none waits at the end of the stream for the others); before decoding, so each process
+    decodes only its own items."""
+    run = []
+    for sample in samples:
+        run.append(sample)
+        if len(run) == processes:
+            yield run[rank]
+            run = []
 
 
 def _decode_stream(samples):
@@ -200,7 +218,12 @@ def _decode_stream(samples):
 
 def build_shards(config: ShardsConfig, seed: int) -> Dataset:
     """The dataset for `data.kind: shards`, checked against config.num_frames and size."""
-    dataset = stream_shards(config.urls, config.shuffle_buffer, seed) if config.stream else ShardDataset(config.urls)
+    if config.stream:  # in a distributed run (torch.distributed initialised), each process streams its own items
+        split = torch.distributed.is_initialized()
+        rank, processes = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if split else (0, 1)
+        dataset = stream_shards(config.urls, config.shuffle_buffer, seed, rank, processes)
+    else:
+        dataset = ShardDataset(config.urls)
     first = next(iter(dataset)) if config.stream else dataset[0]
     if "video" in first and (first["video"].shape[1], first["video"].shape[-1]) != (config.num_frames, config.size):
         raise KinemaError(f"config keys 'data.num_frames', 'data.size' ({config.num_frames}, {config.size}) do not "

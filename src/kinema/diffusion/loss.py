@@ -17,6 +17,19 @@ from kinema.diffusion.schedules import NoiseSchedule
 from kinema.errors import KinemaError
 
 
+Generators = torch.Generator | list[torch.Generator] | None
+
+
+def draw(sampler: Callable[..., Tensor], shape: torch.Size, generator: Generators, **kwargs) -> Tensor:
+    """`sampler(shape)` (torch.rand, torch.randn), each sample from its own generator when given a list of them
+    (diffusers' `randn_tensor` pattern), so a sample's draws do not depend on the batch it is in."""
+    if isinstance(generator, list):
+        if len(generator) != shape[0]:
+            raise KinemaError(f"{len(generator)} generators for a batch of {shape[0]}")
+        return torch.cat([sampler((1, *shape[1:]), generator=g, **kwargs) for g in generator])
+    return sampler(shape, generator=generator, **kwargs)
+
+
 class DiffusionLoss:
     """Mean squared error between the network output and its target at random noise levels."""
 
@@ -31,22 +44,23 @@ class DiffusionLoss:
         x_t = alpha * x0 + sigma * noise
         return x_t, training_target(self.prediction, x0, noise, alpha, sigma)
 
-    def sample_levels(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample_levels(self, x0: Tensor, generator: Generators = None) -> Tensor:
         """Uniform noise levels in [0, 1]: `[B, T]` with per-frame noise, else `[B]`."""
         shape = x0.shape[:1] + x0.shape[2:3] if self.per_frame_noise else x0.shape[:1]
         dtype = torch.promote_types(x0.dtype, torch.float32)
-        return torch.rand(shape, generator=generator, device=x0.device, dtype=dtype)
+        return draw(torch.rand, shape, generator, device=x0.device, dtype=dtype)
 
     def __call__(
         self,
         model_fn: Callable[[Tensor, Tensor], Tensor],
         x0: Tensor,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         known_frames: Tensor | None = None,
     ) -> Tensor:
-        """Scalar loss of `model_fn(x_t, t)` on clean video x0; `known_frames` `[B, T]` bool marks clean frames."""
+        """Scalar loss of `model_fn(x_t, t)` on clean video x0; `known_frames` `[B, T]` bool marks clean frames;
+        `generator` may be a list of one generator per sample."""
         t = self.sample_levels(x0, generator)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        noise = draw(torch.randn, x0.shape, generator, device=x0.device, dtype=x0.dtype)
         if known_frames is None:
             x_t, target = self.noise_and_target(x0, t, noise)
             return (self._checked(model_fn(x_t, t), x0) - target).square().mean()

@@ -42,7 +42,7 @@ class TrainingState:
 
     step: int
     run_id: str                                   # the run this checkpoint belongs to (pruning stays inside it)
-    rng: list[dict[str, torch.Tensor]]            # per process: named generator states ("generator", "torch", ...)
+    rng: list[dict[str, torch.Tensor]]            # per process: named generator states ("torch", "cuda")
     scaler: dict | None = None                    # fp16 loss scaler state (torch.amp.GradScaler.state_dict())
 
 

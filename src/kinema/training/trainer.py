@@ -1,10 +1,11 @@
 """The training loop (accelerate): AdamW with warmup, clipping, EMA, checkpoints, exact resume, a NaN guard.
 
-Everything random is keyed on the step: data indices come from a resumable sampler, noise levels
-and caption dropout from one generator per process on the training device, saved with every
-checkpoint (with the global CPU/CUDA generators and the fp16 loss scaler), so a resumed run is
-bit-identical to an unbroken one. A fresh run never writes over another run's checkpoints, and
-a checkpoint is never written with non-finite weights nor cut short by Ctrl-C.
+Everything random is keyed on the step: data indices come from a resumable sampler; noise levels, noise and
+caption dropout come from one generator per sample on the training device, seeded by the sample's index in the
+global batch stream, so N processes at batch B train exactly as one process at batch N*B; the global CPU/CUDA
+generators and the fp16 loss scaler are saved with every checkpoint, so a resumed run is bit-identical to an
+unbroken one. A fresh run never writes over another run's checkpoints, and a checkpoint is never written with
+non-finite weights nor cut short by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
+from accelerate.utils import DistributedType, gather_object
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, IterableDataset
 from torch.utils.tensorboard import SummaryWriter
@@ -34,6 +35,7 @@ from kinema.data.buckets import BucketBatchSampler
 from kinema.data.registry import build_dataset
 from kinema.data.sampler import ResumableBatchSampler, ResumableRandomSampler
 from kinema.diffusion import DiffusionLoss, build_schedule
+from kinema.diffusion.loss import draw
 from kinema.errors import KinemaError
 from kinema.models.pretrained import init_from_pretrained
 from kinema.models.registry import build_model
@@ -66,6 +68,9 @@ class Trainer:
         self.progress = progress
         train = config.train
         self.accelerator = Accelerator(mixed_precision=train.mixed_precision)
+        if self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            raise KinemaError(f"the accelerate config asks for {self.accelerator.distributed_type.value}, which "
+                              "Kinema's trainer does not support yet (it saves whole weights); use multi-GPU (DDP)")
         self.output_dir = Path(train.output_dir)
         self._claim_output_dir(resume, overwrite)
         torch.manual_seed(train.seed)
@@ -77,6 +82,8 @@ class Trainer:
         self.model.gradient_checkpointing = train.gradient_checkpointing  # a KinemaError where unsupported
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay))
         self.ema.to(self.accelerator.device)  # averaged where the model trains: no per-step copies between devices
+        if train.compile:  # in place, after the EMA copy: parameter names and checkpoints stay the same
+            self.model.compile()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.text_encoder = text_encoder or TextEncoder(train.text_encoder, cache_size=16384)
         text_dim = self.model.text_dim
@@ -85,9 +92,6 @@ class Trainer:
                               f"'{train.text_encoder}' gives {self.text_encoder.dim}-d tokens")
         self.loss_fn = DiffusionLoss(build_schedule(config.diffusion.schedule, config.diffusion.shift),
                                      config.diffusion.prediction, config.diffusion.per_frame_noise)
-        # drawn on the device that uses the draws (a CPU generator cannot fill a CUDA tensor)
-        self.generator = torch.Generator(self.accelerator.device)
-        self.generator.manual_seed(train.seed + self.accelerator.process_index)
         self.step = 0
         self.run_id = uuid.uuid4().hex  # names this run's checkpoints, so that pruning never touches another run's
         self.last_checkpoint: Path | None = None  # the newest checkpoint of this run on disk
@@ -122,8 +126,8 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def _rng_states(self) -> dict[str, torch.Tensor]:
-        """This process's generators: the trainer's, the global CPU one and, on a GPU, the global CUDA one."""
-        states = {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
+        """This process's global generators: the CPU one and, on a GPU, the CUDA one."""
+        states = {"torch": torch.get_rng_state()}
         if self.accelerator.device.type == "cuda":
             states["cuda"] = torch.cuda.get_rng_state(self.accelerator.device)
         return states
@@ -137,7 +141,6 @@ class Trainer:
         self.ema.n_averaged.fill_(max(1, state.step))
         rank = self.accelerator.process_index
         if rank < len(state.rng):
-            self.generator.set_state(state.rng[rank]["generator"])
             torch.set_rng_state(state.rng[rank]["torch"])
             if "cuda" in state.rng[rank] and self.accelerator.device.type == "cuda":
                 torch.cuda.set_rng_state(state.rng[rank]["cuda"], self.accelerator.device)
@@ -159,9 +162,9 @@ class Trainer:
         # one, and each resume would shift it by one draw
         workers = {"num_workers": train.num_workers, "persistent_workers": train.num_workers > 0,
                    "generator": torch.Generator().manual_seed(train.seed)}
-        if isinstance(dataset, IterableDataset):  # every process reads the whole stream (no sharding by rank)
+        if isinstance(dataset, IterableDataset):  # a stream hands each process its own items (data/shards.py)
             loader = DataLoader(dataset, batch_size=batch, drop_last=True, **workers)
-            return itertools.islice(loader, done, None)
+            return itertools.islice(loader, done // self.accelerator.num_processes, None)
         if getattr(self.config.data, "buckets", None):
             sampler = ResumableBatchSampler(BucketBatchSampler(dataset, batch, train.seed), start=done)
             loader = DataLoader(dataset, batch_sampler=sampler, **workers)
@@ -170,18 +173,28 @@ class Trainer:
             loader = DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True, **workers)
         return self.accelerator.prepare_data_loader(loader, device_placement=True)
 
-    def _conditioning(self, batch: dict) -> Conditioning:
+    def sample_generators(self, micro_batch: int, size: int) -> list[torch.Generator]:
+        """One generator per sample of this process's `micro_batch`-th micro-batch (of `size`), on the training
+        device, seeded by the sample's index in the global stream: micro-batch m of process r holds global batch
+        m * processes + r, as the data loader shards it."""
+        device, processes = self.accelerator.device, self.accelerator.num_processes
+        first = (micro_batch * processes + self.accelerator.process_index) * size
+        seed = self.config.train.seed << 40
+        return [torch.Generator(device).manual_seed((seed + first + i) % 2**63) for i in range(size)]
+
+    def _conditioning(self, batch: dict, generators: list[torch.Generator]) -> Conditioning:
         """Text (with caption dropout for guidance) and its motion words, plus class labels and fps when the model
         reads them."""
         captions = list(batch["caption"])
-        drop = torch.rand(len(captions), generator=self.generator, device=self.generator.device).cpu()
+        device = self.accelerator.device
+        drop = draw(torch.rand, torch.Size([len(captions)]), generators, device=device).cpu()
         drop = drop < self.config.train.caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
         fields = self.accelerator.unwrap_model(self.model).conditioning_fields
         extra = {name: batch[key] for name, key in (("labels", "label"), ("fps", "fps"))
                  if name in fields and key in batch}
         if "labels" in extra:  # label dropout: -1 is the null class that class guidance contrasts with
-            dropped = torch.rand(len(captions), generator=self.generator, device=self.generator.device)
+            dropped = draw(torch.rand, torch.Size([len(captions)]), generators, device=device)
             extra["labels"] = extra["labels"].masked_fill(dropped.to(extra["labels"].device) <
                                                           self.config.train.label_dropout, -1)
         cond = prompt_conditioning(captions, self.text_encoder, fields)
@@ -227,9 +240,10 @@ class Trainer:
         total = 0.0
         for i, batch in enumerate(batches):
             video = batch["video"].to(self.accelerator.device)
-            cond = self._conditioning(batch)
+            generators = self.sample_generators(self.step * len(batches) + i, len(video))
+            cond = self._conditioning(batch, generators)
             with self.accelerator.autocast():
-                loss = self.loss_fn(lambda x, t: self.model(x, t, cond), video, generator=self.generator) / len(batches)
+                loss = self.loss_fn(lambda x, t: self.model(x, t, cond), video, generator=generators) / len(batches)
             if not torch.isfinite(loss):
                 raise self._stopped(f"loss is {loss.item() * len(batches)}")
             last = i == len(batches) - 1  # gradients are averaged across processes once, after the last

@@ -1,0 +1,44 @@
+"""`kinema train --processes N`: start N training processes on this machine with PyTorch's elastic launcher.
+
+Each process then builds its `Accelerator` from the launcher's environment (RANK, WORLD_SIZE, MASTER_ADDR, ...):
+one process per GPU with NCCL, or, on a machine without CUDA, N CPU processes with gloo (`ACCELERATE_USE_CPU`).
+`accelerate launch --cpu` would start only one process here: its `--cpu` path runs the script once unless an MPI
+hostfile is given, so Kinema calls `torch.distributed.run` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import torch
+
+from kinema.errors import KinemaError
+
+
+def launched() -> bool:
+    """True inside a process started by a distributed launcher (torchrun, accelerate launch)."""
+    return "LOCAL_RANK" in os.environ
+
+
+def launch_command(processes: int, train_args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run `kinema train *train_args` in `processes` local processes."""
+    if processes < 1:
+        raise KinemaError(f"--processes must be at least 1, got {processes}")
+    gpus = torch.cuda.device_count()
+    if 0 < gpus < processes:
+        raise KinemaError(f"--processes {processes} asks for more processes than this machine's {gpus} GPU(s)")
+    env = dict(os.environ)
+    if gpus == 0:
+        env.setdefault("ACCELERATE_USE_CPU", "true")  # gloo; and one thread per process unless the user said more
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+               "-m", "kinema.cli", "train", *train_args]
+    return command, env
+
+
+def launch(processes: int, train_args: list[str]) -> int:
+    """Run `kinema train *train_args` in `processes` local processes; their exit code."""
+    command, env = launch_command(processes, train_args)
+    return subprocess.run(command, env=env).returncode

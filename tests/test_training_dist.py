@@ -1,0 +1,87 @@
+"""Many processes train exactly as one: 2 gloo CPU processes at batch B end with the weights of 1 process at batch
+2B, a checkpoint written by 2 processes resumes in 1 (and exports), and data is split across processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from conftest import TINY_OVERRIDES
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from kinema.cli import app
+from kinema.config import load_config
+from kinema.data.shards import write_shards
+from kinema.training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
+TINY = [*TINY_OVERRIDES, "train.checkpoint_every=1"]
+
+
+def kinema(*args: str) -> str:
+    """Run the `kinema` CLI; its stdout (the test fails with its stderr if it fails)."""
+    done = subprocess.run([sys.executable, "-m", "kinema.cli", *args], cwd=ROOT, env=ENV, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return {**load_file(str(checkpoint / "model.safetensors")),
+            **{f"ema.{k}": v for k, v in load_file(str(checkpoint / "ema.safetensors")).items()}}
+
+
+def assert_close(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    far = [k for k in a if not torch.allclose(a[k], b[k], atol=2e-6, rtol=1e-4)]
+    assert far == [], far[:5]
+
+
+def test_two_processes_at_batch_b_equal_one_at_2b_and_their_checkpoint_resumes_in_one(tmp_path, text_encoder):
+    def train_here(output_dir: Path, resume: bool = False) -> Path:  # one process, batch 2, two steps
+        config = load_config(ROOT / "configs/balls.yaml", [*TINY, "train.batch_size=2", "train.steps=2",
+                                                           f"train.output_dir={output_dir}"])
+        return Trainer(config, resume=resume, text_encoder=text_encoder, progress=False).train()
+
+    one = tmp_path / "one"  # caption dropout, noise levels and noise are drawn per sample
+    train_here(one)
+    two = tmp_path / "two"  # two processes, batch 1 each: one step, then continued in one process at batch 2
+    stdout = kinema("train", "configs/balls.yaml", *TINY, "train.batch_size=1", "train.steps=1",
+                    f"train.output_dir={two}", "--processes", "2")
+    assert stdout.count("done: ") == 1
+    assert (two / "checkpoints/step_0000001/rng_rank1.safetensors").exists()  # two processes did run
+    assert_close(weights(one / "checkpoints/step_0000001"), weights(two / "checkpoints/step_0000001"))
+    train_here(two, resume=True)
+    assert_close(weights(one / "checkpoints/step_0000002"), weights(two / "checkpoints/step_0000002"))
+    exported = tmp_path / "exported"
+    result = CliRunner().invoke(app, ["export", str(two / "checkpoints/step_0000001"), str(exported)])
+    assert result.exit_code == 0, result.output
+    model = load_file(str(exported / "model.safetensors"))
+    ema = load_file(str(two / "checkpoints/step_0000001/ema.safetensors"))
+    assert model.keys() == ema.keys() and all(torch.equal(model[k], ema[k]) for k in ema)
+
+
+def test_each_process_gets_its_own_clips_from_streams_and_indexed_shards(tmp_path):
+    clips = [{"video": torch.zeros(3, 4, 16, 16), "caption": f"clip {i}"} for i in range(12)]
+    write_shards(clips, tmp_path / "shards", items_per_shard=5, video_dtype="float32")
+    overrides = [o for o in TINY if not o.startswith("data.")] + [
+        "data.kind=shards", f"data.urls={tmp_path / 'shards'}", "data.num_frames=4", "data.size=16",
+        "train.batch_size=2", f"train.output_dir={tmp_path / 'run'}"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "tests/training_dist_worker.py", str(tmp_path), "3", *overrides],
+                          cwd=ROOT, env={**ENV, "ACCELERATE_USE_CPU": "true"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("stream", "indexed"):
+        seen = [json.loads((tmp_path / f"{name}-rank{rank}.json").read_text()) for rank in (0, 1)]
+        assert len(seen[0]) == len(seen[1]) == 6, seen  # 3 steps of batch 2 in each process: one pass over 12
+        assert set(seen[0]).isdisjoint(seen[1]), (name, seen)
+        assert sorted(seen[0] + seen[1], key=lambda c: int(c.split()[1])) == [f"clip {i}" for i in range(12)]
+
+
+def test_processes_must_be_at_least_one():
+    result = CliRunner().invoke(app, ["train", "configs/balls.yaml", "--processes", "0"])
+    assert result.exit_code == 2 and "--processes must be at least 1, got 0" in result.output
