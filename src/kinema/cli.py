@@ -266,8 +266,7 @@ def export(checkpoint: Path = typer.Argument(..., help="training checkpoint dire
                                                            "sample.guidance=3 sample.steps=25"),
            force: bool = typer.Option(False, "--force", help="also write into a non-empty folder that is not a "
                                       "Kinema model (its other files are kept)")):
-    """Write a checkpoint's EMA weights and config as a standalone model directory for generation; nothing else
-    in OUTPUT is deleted."""
+    """Write a checkpoint's EMA weights and config as a model directory (nothing else in OUTPUT is deleted)."""
     from kinema.config import with_overrides
     from kinema.models.pretrained import CONFIG_FILE, EMA_WEIGHTS_FILE, WEIGHTS_FILE, load_pretrained, save_pretrained
 
