@@ -4,13 +4,17 @@ A model enters as `build(name, args) -> (model, fn)` with `fn(x, t [B] in [0, 1]
 `build` must be a module-level function so that a spawned process can rebuild the model. Measured per model:
 training steps/s (forward + v-prediction MSE loss + backward + AdamW, timed in turns with the other models),
 peak memory of a training step in a fresh process, and seconds per video sampled with DPM-Solver++(2M) and
-classifier-free guidance (batch 2 per step), through Kinema's sampler for every model.
+classifier-free guidance (batch 2 per step), through Kinema's sampler for every model. Every sampled video also
+records its network evaluations and their input shape (equal for every model) and the process's CPU seconds next to
+wall-clock seconds: on a shared machine wall-clock times of one video swing several-fold with the load (recorded as
+the load average), while CPU seconds at `--threads 1` stay comparable.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import platform
 import resource
 import sys
@@ -78,20 +82,27 @@ class Runner:
         return time.perf_counter() - start
 
     @torch.no_grad()
-    def sample_video(self, steps: int, seed: int) -> float:
-        """Seconds to sample one video with classifier-free guidance (conditional + null text in one batch of 2)."""
+    def sample_video(self, steps: int, seed: int) -> dict:
+        """Wall-clock and CPU seconds to sample one video with classifier-free guidance (conditional + null text in
+        one batch of 2), and the network evaluations it took with their input shape."""
         self.model.eval()
         synchronize(self.device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         text = torch.cat([self.text[:1], self.null_text])
         mask = self.mask[:1].expand(2, -1)
-        denoise = x0_denoiser(lambda x, t: self.fn(x, t, text, mask), self.schedule, "v")
+        shapes = []
+
+        def network(x, t):
+            shapes.append(list(x.shape))
+            return self.fn(x, t, text, mask)
+        denoise = x0_denoiser(network, self.schedule, "v")
         generator = torch.Generator(self.device).manual_seed(seed)
         noise = torch.randn((1, *self.video.shape[1:]), generator=generator, device=self.device)
         get_sampler("dpmpp_2m")(batched_classifier_free_guidance(denoise, GUIDANCE), noise,
                                 time_grid(self.schedule, steps), self.schedule, generator=generator)
         synchronize(self.device)
-        return time.perf_counter() - start
+        return {"s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start,
+                "network_calls": len(shapes), "input_shapes": sorted({tuple(shape) for shape in shapes})}
 
 
 def peak_memory_mb(build: Build, name: str, args: argparse.Namespace) -> float:
@@ -122,7 +133,7 @@ def measure(build: Build, names: tuple[str, ...], args: argparse.Namespace) -> d
     # must start while this process holds no model.
     peak_mb = {name: in_fresh_process(build, name, args) for name in names}
     runners = {name: Runner(build, name, args) for name in names}
-    train_s, video_s = {name: [] for name in names}, {name: [] for name in names}
+    train_s, videos = {name: [] for name in names}, {name: [] for name in names}
     print(f"timing {args.warmup} + {args.steps} training steps per model", file=sys.stderr)
     for step in range(args.warmup + args.steps):
         order = names if step % 2 == 0 else names[::-1]  # alternate who goes first
@@ -133,12 +144,18 @@ def measure(build: Build, names: tuple[str, ...], args: argparse.Namespace) -> d
     print(f"timing {args.videos} sampled video(s) per model", file=sys.stderr)
     for i in range(args.videos):
         for name in names if i % 2 == 0 else names[::-1]:
-            video_s[name].append(runners[name].sample_video(args.sample_steps, seed=i))
+            videos[name].append(runners[name].sample_video(args.sample_steps, seed=i))
+    calls = {(v["network_calls"], *v["input_shapes"]) for name in names for v in videos[name]}
+    if len(calls) > 1:
+        raise RuntimeError(f"the models were sampled with different network calls or shapes: {calls}")
     return {name: {"params": runners[name].params,
                    "train_steps_per_s": len(train_s[name]) / sum(train_s[name]),
                    "peak_mb": peak_mb[name],
-                   "s_per_video": sum(video_s[name]) / len(video_s[name]),
-                   "train_step_s": train_s[name], "video_s": video_s[name]} for name in names}
+                   "s_per_video": sum(v["s"] for v in videos[name]) / len(videos[name]),
+                   "cpu_s_per_video": sum(v["cpu_s"] for v in videos[name]) / len(videos[name]),
+                   "network_calls_per_video": videos[name][0]["network_calls"],
+                   "network_input_shape": videos[name][0]["input_shapes"][0],
+                   "train_step_s": train_s[name], "video_s": [v["s"] for v in videos[name]]} for name in names}
 
 
 def machine_info(device: torch.device) -> dict:
@@ -151,6 +168,7 @@ def machine_info(device: torch.device) -> dict:
     return {"torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "cpu": cpu, "torch_threads": torch.get_num_threads(),
             "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "load_average_1_5_15_min": os.getloadavg(), "cpus": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
@@ -165,9 +183,15 @@ def add_timing_options(parser: argparse.ArgumentParser, **defaults) -> None:
     parser.add_argument("--sample-steps", type=int, default=d["sample_steps"], help="sampler steps per video")
     parser.add_argument("--videos", type=int, default=d["videos"], help="videos sampled per model (times are averaged)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: PyTorch's default); 1 keeps "
+                        "times comparable on a machine shared with other work")
 
 
 def check_timing_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject step counts below one."""
     if args.steps < 1 or args.videos < 1 or args.sample_steps < 1:
         parser.error("--steps, --videos and --sample-steps must be at least 1")
+    if args.threads < 0:
+        parser.error("--threads must be 0 (default) or more")
+    if args.threads:
+        torch.set_num_threads(args.threads)

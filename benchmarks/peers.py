@@ -107,17 +107,20 @@ def table(results: dict, names: tuple[str, ...]) -> str:
     """Markdown table: one row per model, with speed ratios to Kinema's U-Net at full resolution when measured."""
     reference = EQUAL_RESOLUTION if EQUAL_RESOLUTION in results else BASELINE if BASELINE in results else None
     extra = f" | train x / {LABELS[reference]} | video x / {LABELS[reference]} |" if reference else " |"
-    rows = ["| model | params | train steps/s | peak MB | s/video" + extra,
-            "|---|---|---|---|---|" + ("---|---|" if reference else "")]
+    rows = ["| model | params | train steps/s | peak MB | s/video | CPU s/video" + extra,
+            "|---|---|---|---|---|---|" + ("---|---|" if reference else "")]
     for name in names:
         r = results[name]
         row = (f"| {LABELS[name]} | {r['params'] / 1e6:.2f}M | {r['train_steps_per_s']:.3f} | {r['peak_mb']:.0f} | "
-               f"{r['s_per_video']:.2f} |")
+               f"{r['s_per_video']:.2f} | {r['cpu_s_per_video']:.2f} |")
         if reference:
             q = r[f"vs_{reference}"]
             row += f" {q['train_speed']:.2f}x | {q['video_speed']:.2f}x |"
         rows.append(row)
-    return "\n".join(rows) + "\n(ratios: above 1 means that row is faster than the reference)"
+    first = results[names[0]]
+    return "\n".join(rows) + (f"\n(every video: {first['network_calls_per_video']} network calls on "
+                              f"{first['network_input_shape']}; ratios: above 1 means that row is faster than the "
+                              "reference)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -61,4 +61,7 @@ def denoiser_inputs(model: Denoiser, batch: int = 2, frames: int = 4, size: int 
         cond.labels = torch.arange(batch) % model.num_classes
     if "motion" in fields:
         cond.motion = torch.randn(batch, 2, generator=generator)
+    if "frames" in fields:
+        cond.frames = torch.rand(x.shape, generator=generator) * 2 - 1
+        cond.frame_mask = torch.rand(batch, 1, *x.shape[2:], generator=generator) < 0.5
     return x, t, cond

@@ -1,16 +1,26 @@
-"""Tiny runs of benchmarks/peers.py, benchmarks/unet_vs_diffusers.py and benchmarks/mfu.py: the models are
-built at matched sizes, the harness measures and compares them, and the FLOP count scales with the batch."""
+"""Tiny runs of benchmarks/peers.py, benchmarks/unet_vs_diffusers.py, benchmarks/mfu.py and
+benchmarks/frame_tasks.py: the models are built at matched sizes, the harness measures and compares them, the FLOP
+count scales with the batch, and the frame tasks keep the given pixels and beat naive baselines where they should."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
+from denoisers import tiny_denoiser, tiny_run_config
+
+from kinema.data.physics_balls import render_balls
+from kinema.metrics.balls import track_balls
+from kinema.metrics.frame import PSNR_CAP_DB, psnr
+from kinema.models.pretrained import save_pretrained
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = ["--size", "8", "--frames", "2", "--batch", "1", "--steps", "1", "--warmup", "0", "--sample-steps", "1",
@@ -25,7 +35,8 @@ def bench():
     sys.path.insert(0, str(BENCHMARKS))
     try:
         yield SimpleNamespace(**{name: importlib.import_module(name)
-                                 for name in ("model_timing", "peers", "unet_vs_diffusers", "mfu")})
+                                 for name in ("model_timing", "peers", "unet_vs_diffusers", "mfu", "frame_tasks",
+                                              "long_video")})
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -51,6 +62,7 @@ def test_peers_measures_every_model_on_the_same_inputs_and_compares_to_kinema(be
     for name in args.models:
         r = results[name]
         assert r["train_steps_per_s"] > 0 and r["s_per_video"] > 0 and len(r["train_step_s"]) == 1
+        assert r["network_calls_per_video"] == 1 and list(r["network_input_shape"]) == [2, 3, 2, 8, 8]  # CFG: 2 rows
         assert r["vs_kinema_unet"]["train_speed"] == pytest.approx(
             r["train_steps_per_s"] / results["kinema_unet"]["train_steps_per_s"])
     assert results["kinema_unet"]["vs_kinema_unet"]["video_speed"] == 1
@@ -76,3 +88,54 @@ def test_mfu_tiny_run_counts_flops_that_scale_with_the_batch(bench, tmp_path):
     double.batch = 4
     assert bench.mfu.measure("tiny", False, double)["flops_per_step"] == pytest.approx(2 * row["flops_per_step"],
                                                                                         rel=0.01)
+
+
+def test_frame_task_baselines_extrapolate_blend_and_follow_the_flow(bench):
+    ft = bench.frame_tasks
+    ramp = torch.linspace(-0.5, 1.6, 8).reshape(1, 1, 8, 1, 1).expand(1, 3, 8, 4, 4)
+    given = ramp.clone()
+    given[:, :, 2:] = 0
+    assert torch.equal(ft.copy_last(given, 2)[:, :, 2:], given[:, :, 1:2].expand(1, 3, 6, 4, 4))
+    torch.testing.assert_close(ft.linear_extrapolation(given, 2), ramp.clamp(-1, 1))  # 2 x_t - x_(t-1), clipped
+    centres = np.array([[[8.0 + 3 * t, 12.0 + 1.5 * t]] for t in range(3)])  # a ball moving 3.4 px per frame
+    video = render_balls(centres, np.array([4.0]), np.array([[1.0, 0.12, 0.1]]), 32)[None]
+    blend, flow = ft.linear_blend(video, [0, 2]), ft.flow_interpolation(video, [0, 2])
+    torch.testing.assert_close(blend[:, :, 1], (video[:, :, 0] + video[:, :, 2]) / 2)
+    assert psnr(flow[:, :, 1:2], video[:, :, 1:2]) > psnr(blend[:, :, 1:2], video[:, :, 1:2]) + 6
+    assert np.linalg.norm(track_balls(flow[0]).centres[0, 1] - centres[1, 0]) < 0.2
+
+
+def test_frame_tasks_tiny_run_keeps_the_given_pixels_and_reports_every_task(bench, tmp_path):
+    model = tiny_denoiser("video_unet", text_dim=0, frame_conditioning=True).eval()
+    config = tiny_run_config(model, "video_unet")
+    config.data = replace(config.data, size=16, max_balls=1)  # 8 frames of 16x16
+    save_pretrained(tmp_path / "model", model, config)
+    report = bench.frame_tasks.main(["--checkpoint", str(tmp_path / "model"), "--clips", "2", "--steps", "1",
+                                     "--batch", "2", "--json", str(tmp_path / "frame_tasks.json")])
+    means = report["summary"]["means"]
+    assert means["animate"]["frame0_psnr"] == PSNR_CAP_DB  # the given frame comes back exactly
+    assert means["inpaint"]["kinema"]["psnr_outside"] == PSNR_CAP_DB and means["inpaint"]["kinema"]["psnr_inside"] < 60
+    assert means["animate"]["real"]["both_kept"] == 1  # the real clips keep their balls
+    assert report["tasks"]["predict_4"]["given_frames"] == [0, 1, 2, 3]
+    for task in ("predict_2", "predict_4", "interpolate_every_other", "interpolate_first_last"):
+        assert "kinema" in means[task] and len(means[task]) == 3  # the model and its two baselines
+    assert set(report["tasks"]["edit"]) == {"prompts", "0.2", "0.4", "0.6", "0.8"}
+    saved = json.loads((tmp_path / "frame_tasks.json").read_text())
+    assert saved["data"]["seed"] == 20261129 and len(saved["data"]["captions"]) == 2
+
+
+def test_long_video_tiny_run_measures_memory_speed_drift_and_anchored_colours(bench, monkeypatch, tmp_path):
+    model = tiny_denoiser("video_unet", text_dim=0, frame_conditioning=True).eval()
+    config = tiny_run_config(model, "video_unet")
+    config.data = replace(config.data, size=8, num_frames=2, radius_range=(1.0, 2.0))
+    save_pretrained(tmp_path / "model", model, config)
+    long_video = bench.long_video
+    monkeypatch.setattr(long_video, "in_fresh_process", long_video.make_video)  # no spawned interpreters in a test
+    report = long_video.main(["--checkpoint", str(tmp_path / "model"), "--frames", "3", "--drift-videos", "0",
+                              "--anchored-videos", "1", "--anchored-frames", "4", "--steps", "1",
+                              "--json", str(tmp_path / "long.json")])
+    assert [(r["mode"], r["frames"]) for r in report["lengths"]] == [("window", 3), ("fifo", 3)]
+    assert all(r["peak_mb"] > 0 and r["s_per_frame"] > 0 and r["first_frame_s"] > 0 for r in report["lengths"])
+    assert len(report["drift"]) == 2 and all(isinstance(r["drift_free"], bool) for r in report["drift"])
+    assert all(len(r["accuracy"]) == 2 for r in report["anchored"])
+    assert set(report["summary"]) == {"window", "fifo"} and (tmp_path / "long.json").is_file()

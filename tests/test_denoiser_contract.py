@@ -15,7 +15,8 @@ from kinema.models.pretrained import load_pretrained, read_config, save_pretrain
 from kinema.models.registry import MODELS
 from kinema.models.sampling_spec import SamplingSpec, read_sampling_spec
 
-FULL = {"video_unet": dict(num_classes=3, motion=True), "video_dit": dict(num_classes=3), "inflated_unet": {},
+FULL = {"video_unet": dict(num_classes=3, motion=True, frame_conditioning=True),
+        "video_dit": dict(num_classes=3, frame_conditioning=True), "inflated_unet": {},
         "diffusers_unet3d": {}}  # every optional conditioning input each model has, switched on
 NAMES = list(MODELS)
 
@@ -61,6 +62,10 @@ def changed(cond: Conditioning, field: str, model: Denoiser) -> Conditioning:
         return replace(cond, labels=(cond.labels + 1) % model.num_classes)
     if field == "motion":
         return replace(cond, motion=-cond.motion)
+    if field == "frames":
+        return replace(cond, frames=-cond.frames)
+    if field == "frame_mask":
+        return replace(cond, frame_mask=~cond.frame_mask)
     raise AssertionError(f"no alternative value for {field}")
 
 
@@ -78,7 +83,7 @@ def test_every_declared_field_changes_the_output(name):
 PLAUSIBLE = {  # a well-shaped value of every Conditioning field, for B = 2, T = 4, 8 x 8
     "text": lambda: torch.randn(2, 3, TEXT), "text_mask": lambda: torch.ones(2, 3, dtype=torch.bool),
     "labels": lambda: torch.zeros(2, dtype=torch.long), "frames": lambda: torch.zeros(2, 3, 4, 8, 8),
-    "frame_mask": lambda: torch.ones(2, 4, dtype=torch.bool), "fps": lambda: torch.full((2,), 8.0),
+    "frame_mask": lambda: torch.ones(2, 1, 4, 8, 8, dtype=torch.bool), "fps": lambda: torch.full((2,), 8.0),
     "motion": lambda: torch.zeros(2, 2),
 }
 
@@ -102,6 +107,8 @@ def test_conditioning_fields_come_from_each_instance_config():
         "text", "text_mask", "labels", "motion"}
     assert tiny_denoiser("video_dit").conditioning_fields == {"text", "text_mask"}
     assert tiny_denoiser("video_dit", num_classes=2, text_dim=0).conditioning_fields == {"labels"}
+    assert tiny_denoiser("video_dit", text_dim=0, frame_conditioning=True).conditioning_fields == {
+        "frames", "frame_mask"}
     assert tiny_denoiser("inflated_unet", base="unet2d", text_dim=0).conditioning_fields == frozenset()
     assert tiny_denoiser("diffusers_unet3d").conditioning_fields == {"text"}  # it has no mask for text tokens
 

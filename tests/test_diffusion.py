@@ -242,24 +242,54 @@ def test_per_frame_noise_draws_one_level_per_frame():
 def test_known_frames_are_clean_at_t_zero_and_carry_no_loss(per_frame_noise):
     loss = DiffusionLoss(build_schedule("linear"), "eps", per_frame_noise=per_frame_noise)
     x0 = _video(12)
-    known = torch.tensor([[True, False, False, True], [False, False, False, False]])
+    frames = torch.tensor([[True, False, False, True], [False, False, False, False]])
+    known = frames[:, None, :, None, None].expand(2, 1, 4, 2, 2).clone()
     seen = []
     value = loss(_oracle(loss, x0, 0.1, known_offset=0.0, seen=seen), x0, torch.Generator().manual_seed(2), known)
     moved = loss(_oracle(loss, x0, 0.1, known_offset=50.0), x0, torch.Generator().manual_seed(2), known)
     assert value.item() == pytest.approx(0.01, rel=1e-4)
     assert moved.item() == value.item()
     x_t, t = seen[0]
-    assert t.shape == (2, 4) and (t[known] == 0).all() and (t[~known] > 0).all()
-    torch.testing.assert_close(x_t[0][:, known[0]], x0[0][:, known[0]])  # passed exactly clean
+    assert t.shape == (2, 4) and (t[frames] == 0).all() and (t[~frames] > 0).all()
+    torch.testing.assert_close(x_t[0][:, frames[0]], x0[0][:, frames[0]])  # passed exactly clean
     if not per_frame_noise:  # unknown frames share the sample's level
         assert t[1].unique().numel() == 1
 
 
-def test_loss_rejects_bad_known_frames_and_output_shape():
+def test_known_pixels_carry_no_loss_but_keep_their_frame_noisy():
+    loss = DiffusionLoss(build_schedule("cosine"), "v")
+    x0 = _video(14)
+    known = torch.zeros(2, 1, 4, 2, 2, dtype=torch.bool)
+    known[:, :, :, 0] = True  # the top row of every frame is given
+    seen = []
+
+    def wrong_on_known_rows(x_t, t):
+        exact = _oracle(loss, x0, seen=seen)(x_t, t)
+        return exact + 7.0 * known.to(exact.dtype)
+
+    assert loss(wrong_on_known_rows, x0, torch.Generator().manual_seed(3), known).item() == pytest.approx(0, abs=1e-9)
+    x_t, t = seen[0]
+    assert (t > 0).all() and not torch.allclose(x_t, x0)  # no frame is whole: every frame keeps its level
+
+
+def test_levels_set_the_noise_of_chosen_frames():
+    loss = DiffusionLoss(build_schedule("cosine"), "v")
+    x0 = _video(15)
+    levels = torch.tensor([[0.1, 0.2, 0.3, 0.4], [float("nan")] * 4])
+    seen = []
+    loss(_oracle(loss, x0, seen=seen), x0, torch.Generator().manual_seed(4), levels=levels)
+    t = seen[0][1]
+    torch.testing.assert_close(t[0], levels[0])
+    assert t[1].unique().numel() == 1  # NaN: the sample keeps its own drawn level
+
+
+def test_loss_rejects_bad_known_pixels_and_output_shape():
     loss = DiffusionLoss(build_schedule("flow"), "flow")
     x0 = _video(13)
-    with pytest.raises(KinemaError, match="known_frames"):
-        loss(lambda x, t: x, x0, known_frames=torch.zeros(2, 3, dtype=torch.bool))
+    with pytest.raises(KinemaError, match="known must be a bool tensor"):
+        loss(lambda x, t: x, x0, known=torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(KinemaError, match="levels must be"):
+        loss(lambda x, t: x, x0, levels=torch.zeros(2, 3))
     with pytest.raises(KinemaError, match="output shape"):
         loss(lambda x, t: x[:, :1], x0)
 

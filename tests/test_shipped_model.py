@@ -1,14 +1,18 @@
-"""The model Kinema ships: it loads offline (with the sampling spec derived from its config), and prompts about colour, count and direction change what it draws
-(direction through the direction guidance its config turns on)."""
+"""The models Kinema ships: they load offline (with the sampling spec derived from the config), prompts about colour,
+count and direction change what the text-to-video model draws (direction through the direction guidance its config
+turns on), and the frames model fills in given frames better than a classical baseline."""
 
 import numpy as np
 import pytest
 import torch
 
+from kinema.data import BouncingBalls
 from kinema.metrics.balls import track_balls
+from kinema.metrics.frame import psnr
 from kinema.metrics.physics import identity_scores
 from kinema.models.pretrained import load_pretrained
-from kinema.pipelines.text_to_video import SHIPPED_MODEL, TextToVideoPipeline
+from kinema.pipelines.known import KnownPixels
+from kinema.pipelines.text_to_video import SHIPPED_FRAMES_MODEL, SHIPPED_MODEL, TextToVideoPipeline
 
 VIDEOS = 6  # per prompt; thresholds below leave room for one or two misses
 
@@ -77,3 +81,33 @@ def test_one_ball_keeps_its_count_and_colour_in_every_frame(pipe):
     scores = [identity_scores(track_balls(v)) for v in generate(pipe, "a cyan ball bounces")]
     assert np.mean([s["count_constancy"] for s in scores]) >= 0.9, scores
     assert np.mean([s["color_constancy"] for s in scores]) >= 0.9, scores
+
+
+@pytest.fixture(scope="module")
+def frames_pipe(text_encoder):
+    return TextToVideoPipeline.from_pretrained(text_encoder=text_encoder, frames=True)
+
+
+def test_shipped_frames_model_is_the_text_to_video_model_fine_tuned_on_every_frame_task():
+    _, config, metadata = load_pretrained(SHIPPED_FRAMES_MODEL)
+    assert config.model.frame_conditioning and metadata["step"] >= 1000
+    assert {"none", "first", "prefix", "sparse", "box", "forcing", "diagonal"} <= set(config.train.frame_tasks)
+    assert config.train.init_from.endswith("pretrained/balls")
+
+
+def test_shipped_frames_model_interpolates_better_than_a_linear_blend(frames_pipe):
+    """Held-out clips (a data seed never trained on), every other frame given: the made frames are closer to the
+    truth than blending their neighbours, and the given ones come back exactly."""
+    data = BouncingBalls(frames_pipe.config.data, seed=20261129)
+    items = [data[i] for i in range(VIDEOS)]
+    clips = torch.stack([item["video"] for item in items])
+    given = [0, 2, 4, 6, 7]
+    mask = torch.zeros(VIDEOS, 1, 8, 32, 32, dtype=torch.bool)
+    mask[:, :, given] = True
+    made = frames_pipe([item["caption"] for item in items], known=KnownPixels(clips, mask), steps=10, progress=False)
+    assert torch.equal(made[:, :, given], clips[:, :, given].clamp(-1, 1))
+    blend = clips.clone()
+    blend[:, :, [1, 3, 5]] = (clips[:, :, [0, 2, 4]] + clips[:, :, [2, 4, 6]]) / 2
+    new = [1, 3, 5]
+    model_db, blend_db = (psnr(v[:, :, new], clips[:, :, new]).mean().item() for v in (made, blend))
+    assert model_db > blend_db + 3, (model_db, blend_db)

@@ -164,7 +164,7 @@ def test_every_torch_load_in_the_library_says_weights_only():
 
 
 def test_gradient_accumulation_equals_the_larger_batch(tiny_config, tmp_path, text_encoder):
-    def fixed_level_loss(model_fn, x0, generator=None):  # no random draws: both runs see the same x_t
+    def fixed_level_loss(model_fn, x0, generator=None, known=None, levels=None):  # no draws: both runs see one x_t
         return (model_fn(0.8 * x0, torch.full(x0.shape[:1], 0.3)) - x0).square().mean()
 
     def final_weights(name, *overrides, stop_at=None):

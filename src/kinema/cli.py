@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -107,9 +109,28 @@ def _check_writable(path: Path | None) -> None:
             return
 
 
-def _generate(checkpoint: Path | None, prompts: list[str], output: Path, format: str | None, sheet: Path | None,
-              scale: int, fps: float | None, device: str, **sampling) -> None:
-    """Sample `prompts` (`sampling`: the pipeline's keyword options) and write the videos."""
+def _prompt_spec(prompt: str | None, prompt_at: list[str] | None):
+    """The prompt argument, or the anchors [(frame, text), ...] of repeated --prompt-at FRAME:TEXT."""
+    if bool(prompt_at) == (prompt is not None):
+        raise KinemaError("give a prompt or --prompt-at FRAME:TEXT (repeatable), not both" if prompt_at else
+                          "give a prompt, or --prompt-at FRAME:TEXT (repeatable)")
+    if not prompt_at:
+        return prompt
+    anchors = []
+    for item in prompt_at:
+        frame, colon, text = item.partition(":")
+        if not colon or not frame.strip().isdigit():
+            raise KinemaError(f"--prompt-at must be FRAME:TEXT with a frame number, e.g. 32:'a blue ball', got "
+                              f"'{item}'")
+        anchors.append((int(frame), text.strip()))
+    return anchors
+
+
+def _generate(checkpoint: Path | None, prompts: list, output: Path, format: str | None, sheet: Path | None,
+              scale: int, fps: float | None, device: str, long: dict | None = None, task=None, **sampling) -> None:
+    """Sample `prompts` (`sampling`: the pipeline's keyword options) and write the videos; one prompt asking for
+    more frames than the model makes streams through the `long` options (kinema.pipelines.long_video); a frame
+    task `task(pipe, prompts, **sampling)` (kinema.pipelines.tasks) makes the videos in place of the pipeline."""
     from kinema.diffusion import SAMPLERS, TIME_GRIDS
     from kinema.pipelines.text_to_video import TextToVideoPipeline
     from kinema.video import VIDEO_FORMATS, format_from_path
@@ -130,8 +151,20 @@ def _generate(checkpoint: Path | None, prompts: list[str], output: Path, format:
             raise KinemaError(f"{option} must be one of {', '.join(choices)}, got '{value}'")
     for path in (output, sheet):
         _check_writable(path)
-    pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device))
-    videos = pipe(prompts, **sampling)
+    frames = sampling.pop("num_frames", None)
+    longer = long is not None and frames is not None and frames > _model_spec(checkpoint).num_frames
+    pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device), frames=longer or task is not None)
+    if longer:
+        from kinema.pipelines.long_video import write_long
+
+        if sheet is not None:
+            raise KinemaError(f"--sheet holds every frame: leave it out for videos longer than the model's "
+                              f"{pipe.spec.num_frames} frames")
+        written = write_long(pipe, prompts[0], frames, output, fps=fps, format=format, scale=scale, progress=True,
+                             **long, **sampling)
+        typer.echo(f"wrote {written}")
+        return
+    videos = pipe(prompts, num_frames=frames, **sampling) if task is None else task(pipe, prompts, **sampling)
     for path in pipe.save(videos, output, format=format, sheet=sheet, fps=fps, scale=scale):
         typer.echo(f"wrote {path}")
 
@@ -153,13 +186,24 @@ DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
 LABEL = typer.Option(None, "--label", "-l", help="class of a class-conditional model: index or name (repeatable: one "
                      "per prompt; guided against no class by --guidance)")
 HEIGHT = typer.Option(None, "--height", help="video height (default: the model's sampling size)")
+PROMPT_AT = typer.Option(None, "--prompt-at", help="FRAME:TEXT, the phrase from that frame on (repeatable; instead "
+                         "of a prompt), e.g. --prompt-at 0:'a red ball falls' --prompt-at 32:'a blue ball bounces'")
+LONG_MODE = typer.Option("window", "--long-mode", help="beyond the model's frames: window (autoregressive, with "
+                         "overlap) | fifo (a queue of rising noise levels, FIFO-Diffusion)")
+WINDOW = typer.Option(None, "--window", help="frames per model call beyond the model's frames (default: the model's "
+                      "frames)")
+OVERLAP = typer.Option(None, "--overlap", help="window mode: frames each window shares with the previous one "
+                       "(default: half the window)")
+PARTITIONS = typer.Option(2, "--partitions", help="fifo mode: windows in the queue (steps per frame = window x "
+                          "partitions)")
 WIDTH = typer.Option(None, "--width", help="video width (default: the model's sampling size)")
 
 
 @app.command()
 @user_errors
 def generate(
-    prompt: str = typer.Argument(..., help="what to generate, e.g. 'a red ball and a blue ball bounce'"),
+    prompt: Optional[str] = typer.Argument(None, help="what to generate, e.g. 'a red ball and a blue ball bounce', or "
+                                           "'first a red ball falls, then a blue ball bounces to the left'"),
     output: Path = typer.Option(Path("kinema.mp4"), "--output", "-o", help="video file to write"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="model or checkpoint directory "
                                               "(default: the model Kinema ships)"),
@@ -168,12 +212,51 @@ def generate(
     time_grid: Optional[str] = TIME_GRID, guidance: Optional[float] = GUIDANCE,
     direction_guidance: Optional[float] = DIRECTION, scale: int = SCALE,
     fps: Optional[float] = FPS, device: str = DEVICE, label: Optional[list[str]] = LABEL,
-    height: Optional[int] = HEIGHT, width: Optional[int] = WIDTH,
+    height: Optional[int] = HEIGHT, width: Optional[int] = WIDTH, prompt_at: Optional[list[str]] = PROMPT_AT,
+    long_mode: str = LONG_MODE, window: Optional[int] = WINDOW, overlap: Optional[int] = OVERLAP,
+    partitions: int = PARTITIONS,
 ):
-    """Generate a video from a text prompt (with the shipped model unless --checkpoint is given)."""
-    _generate(checkpoint, [prompt], output, format, sheet, scale, fps, device, seed=seed, num_frames=num_frames,
-              steps=steps, sampler=sampler, time_grid=time_grid, guidance=guidance,
+    """Generate a video from a text prompt (with the shipped model unless --checkpoint is given); longer than the
+    model's frames, it is made window by window at flat memory and written frame by frame."""
+    long = dict(mode=long_mode, window=window, overlap=overlap, partitions=partitions)
+    _generate(checkpoint, [_prompt_spec(prompt, prompt_at)], output, format, sheet, scale, fps, device, long,
+              seed=seed, num_frames=num_frames, steps=steps, sampler=sampler, time_grid=time_grid, guidance=guidance,
               direction_guidance=direction_guidance, labels=label or None, height=height, width=width)
+
+
+@app.command(name="stream")
+@user_errors
+def stream_(
+    prompt: Optional[str] = typer.Argument(None, help="what to generate, e.g. 'a red ball bounces'"),
+    output: Path = typer.Option(Path("frames"), "--output", "-o", help="folder for the frames, frame_00000.png, ..."),
+    frames: int = typer.Option(64, "--frames", help="frames to make"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="model or checkpoint directory "
+                                              "(default: the model Kinema ships)"),
+    prompt_at: Optional[list[str]] = PROMPT_AT, long_mode: str = LONG_MODE, window: Optional[int] = WINDOW,
+    overlap: Optional[int] = OVERLAP, partitions: int = PARTITIONS, seed: int = SEED, steps: Optional[int] = STEPS,
+    sampler: Optional[str] = SAMPLER, time_grid: Optional[str] = TIME_GRID, guidance: Optional[float] = GUIDANCE,
+    direction_guidance: Optional[float] = DIRECTION, scale: int = SCALE, device: str = DEVICE,
+    label: Optional[list[str]] = LABEL, height: Optional[int] = HEIGHT, width: Optional[int] = WIDTH,
+):
+    """Write PNG frames as soon as each is final, at flat memory; print the time to the first frame and frames/s."""
+    from kinema.pipelines.long_video import generate_long, throughput, timed
+    from kinema.pipelines.text_to_video import TextToVideoPipeline
+    from kinema.video import write_contact_sheet
+
+    if output.exists() and not output.is_dir():
+        raise KinemaError(f"cannot write frames into {output}: it is not a directory")
+    spec = _prompt_spec(prompt, prompt_at)
+    pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device), frames=True)
+    made = generate_long(pipe, spec, frames, mode=long_mode, window=window, overlap=overlap, partitions=partitions,
+                         seed=seed, steps=steps, sampler=sampler, time_grid=time_grid, guidance=guidance,
+                         direction_guidance=direction_guidance, labels=label or None, height=height, width=width)
+    output.mkdir(parents=True, exist_ok=True)
+    seconds = []
+    for index, (frame, elapsed) in enumerate(timed(made)):
+        write_contact_sheet(output / f"frame_{index:05d}.png", frame[:, None], scale=scale, gap=0)
+        seconds.append(elapsed)
+    first, rate = throughput(seconds)
+    typer.echo(f"wrote {len(seconds)} frames to {output}: first frame after {first:.2f} s, then {rate:.2f} frames/s")
 
 
 @app.command()
@@ -200,6 +283,211 @@ def sample(
               direction_guidance=direction_guidance, labels=label or None, height=height, width=width)
 
 
+def _numbers(option: str, text: str, counts: tuple[int, ...]) -> list[int]:
+    """The whole numbers 'a,b,c,...' of an option, as many as one of `counts`."""
+    values = text.split(",")
+    if len(values) not in counts or not all(re.fullmatch(r"\s*-?\d+\s*", value) for value in values):
+        raise KinemaError(f"{option} takes {' or '.join(map(str, counts))} whole numbers separated by commas, got "
+                          f"'{text}'")
+    return [int(value) for value in values]
+
+
+def _model_spec(checkpoint: Path | None):
+    """The sampling spec (frames, size, channels) of a model directory, read without loading its weights (None: the
+    shipped models, which share one)."""
+    from kinema.models.pretrained import read_config
+    from kinema.models.sampling_spec import read_sampling_spec
+    from kinema.pipelines.text_to_video import shipped_model
+
+    return read_sampling_spec(*read_config(shipped_model() if checkpoint is None else checkpoint))
+
+
+def _read_fitted(path: Path, spec, notes: list[str]):
+    """(clip [C, T, H, W] brought to the model's channels and size, noting in `notes` if resized; its fps) of an
+    image or video file."""
+    from kinema.pipelines.tasks import fit
+    from kinema.video import read_video
+
+    clip, fps = read_video(path)
+    return fit(clip, spec.channels, spec.height, spec.width, str(path), notes.append), fps
+
+
+TASK_OPTIONS = {  # options every frame task takes: name -> (type, option)
+    "output": (Path, typer.Option(Path("kinema.mp4"), "--output", "-o", help="video file to write")),
+    "prompt": (str, typer.Option("", "--prompt", "-p", help="what the video shows, e.g. 'a red ball bounces'")),
+    "checkpoint": (Optional[Path], typer.Option(None, "--checkpoint", "-c", help="model or checkpoint directory "
+                                                "(default: the model Kinema ships)")),
+    "known_guidance": (float, typer.Option(0.0, "--known-guidance", help="also pull the frames to make toward the "
+                                           "given pixels by reconstruction guidance (0 = off; a backward pass per "
+                                           "step)")),
+    "seed": (int, SEED), "steps": (Optional[int], STEPS), "sampler": (Optional[str], SAMPLER),
+    "time_grid": (Optional[str], TIME_GRID), "guidance": (Optional[float], GUIDANCE), "format": (Optional[str], FORMAT),
+    "sheet": (Optional[Path], SHEET), "scale": (int, SCALE), "fps": (Optional[float], FPS), "device": (str, DEVICE),
+}
+
+
+def task_command(command):
+    """A frame-task command: `command(..., options)` also takes the `TASK_OPTIONS` it does not declare itself,
+    handed to it as one dict `options`."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "options"]
+    shared = [name for name in TASK_OPTIONS if name not in {p.name for p in own}]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        options = {name: kwargs.pop(name) for name in shared}
+        return command(**kwargs, options=options)
+
+    wrapper.__signature__ = inspect.Signature(own + [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=TASK_OPTIONS[name][1],
+                          annotation=TASK_OPTIONS[name][0]) for name in shared])
+    return wrapper
+
+
+def _run_task(options: dict, known, notes: list[str], fps: float | None = None, **task) -> None:
+    """Fill in the unknown pixels of `known` with the model (kinema.pipelines.tasks.complete; `task`: its options)
+    and write the video at --fps, else `fps`, else the model's; the `notes` on the inputs are printed once every
+    option is accepted."""
+    from kinema.pipelines.tasks import complete
+
+    def run(pipe, prompts, **sampling):
+        for note in notes:
+            typer.echo(f"note: {note}", err=True)
+        return complete(pipe, prompts, known, **task, **sampling)
+
+    o = dict(options)
+    _generate(o.pop("checkpoint"), [o.pop("prompt")], o.pop("output"), o.pop("format"), o.pop("sheet"),
+              o.pop("scale"), o.pop("fps") or fps, o.pop("device"), task=run, **o)
+
+
+@app.command()
+@user_errors
+@task_command
+def animate(
+    image: Optional[Path] = typer.Argument(None, help="the image to animate: frame 0 (the last frame with --last)"),
+    last: bool = typer.Option(False, "--last", help="the image is the last frame, not the first"),
+    keyframe: Optional[list[str]] = typer.Option(None, "--keyframe", help="INDEX:IMAGE, a frame given at INDEX "
+                                                 "(negative: from the end; repeatable), e.g. --keyframe 0:a.png "
+                                                 "--keyframe 15:b.png"),
+    motion_strength: Optional[float] = typer.Option(None, "--motion-strength", help="how much moves: 0 = still, "
+                                                    "1 = as the model makes it (the default), more exaggerates"),
+    num_frames: Optional[int] = FRAMES, options: dict = None,
+):
+    """Animate an image, or join keyframes, into a video (the given frames come out unchanged)."""
+    from kinema.pipelines.tasks import animation
+
+    spec = _model_spec(options["checkpoint"])
+    paths = {} if image is None else {-1 if last else 0: image}
+    for item in keyframe or []:
+        index, _, path = item.partition(":")
+        if not path or not re.fullmatch(r"\s*-?\d+\s*", index):
+            raise KinemaError(f"--keyframe must be INDEX:IMAGE, e.g. 0:a.png, got '{item}'")
+        paths[int(index)] = Path(path)
+    if not paths:
+        raise KinemaError("animate needs an image, or --keyframe INDEX:IMAGE (repeatable)")
+    if num_frames is not None and num_frames < 1:
+        raise KinemaError(f"--num-frames must be at least 1, got {num_frames}")
+    notes = []
+    frames = {index: _read_fitted(path, spec, notes)[0][:, 0] for index, path in paths.items()}
+    _run_task(options, animation(frames, spec.num_frames if num_frames is None else num_frames), notes,
+              motion_strength=motion_strength)
+
+
+@app.command()
+@user_errors
+@task_command
+def predict(
+    clip: Path = typer.Argument(..., help="the video to continue"),
+    frames: Optional[int] = typer.Option(None, "--frames", help="new frames to make (default: the model's frames "
+                                         "minus the context)"),
+    context: Optional[int] = typer.Option(None, "--context", help="last frames of the clip to continue from, also "
+                                          "the overlap of the windows (default: half the model's frames)"),
+    options: dict = None,
+):
+    """Continue a video from its last frames; the output holds those frames, unchanged, then the new ones."""
+    from kinema.pipelines.tasks import prediction
+
+    spec = _model_spec(options["checkpoint"])
+    context = spec.num_frames // 2 if context is None else context
+    if not 1 <= context < spec.num_frames:
+        raise KinemaError(f"--context must be 1..{spec.num_frames - 1} (the model makes {spec.num_frames} frames at "
+                          f"a time), got {context}")
+    frames = spec.num_frames - context if frames is None else frames
+    if frames < 1:
+        raise KinemaError(f"--frames must be at least 1, got {frames}")
+    notes = []
+    video, fps = _read_fitted(clip, spec, notes)
+    _run_task(options, prediction(video, frames, context), notes, fps, overlap=min(context, video.shape[1]))
+
+
+@app.command()
+@user_errors
+@task_command
+def interpolate(
+    clip: Path = typer.Argument(..., help="the video to make smoother"),
+    factor: int = typer.Option(2, "--factor", help="frame i goes to i x FACTOR, with FACTOR - 1 new frames between "
+                               "each pair (the frame rate grows as much)"),
+    options: dict = None,
+):
+    """Make in-between frames (frame-rate up-conversion); the given frames come out unchanged."""
+    from kinema.pipelines.tasks import interpolation
+
+    if factor < 2:
+        raise KinemaError(f"--factor must be at least 2, got {factor}")
+    notes = []
+    video, fps = _read_fitted(clip, _model_spec(options["checkpoint"]), notes)
+    _run_task(options, interpolation(video, factor), notes, fps * factor)
+
+
+@app.command()
+@user_errors
+@task_command
+def inpaint(
+    clip: Path = typer.Argument(..., help="the video to repair or extend"),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="mask image (every frame) or video of the clip's size: "
+                                        "white = the hole to fill"),
+    box: Optional[str] = typer.Option(None, "--box", help="x0,y0,x1,y1[,t0,t1]: fill pixels x0..x1-1, y0..y1-1 of "
+                                      "the clip (in frames t0..t1-1)"),
+    pad: Optional[str] = typer.Option(None, "--pad", help="L,T,R,B: outpaint, growing the canvas by this many "
+                                      "pixels at the left, top, right and bottom (the canvas must suit the model, "
+                                      "e.g. sides divisible by 8)"),
+    options: dict = None,
+):
+    """Fill a hole in a video (--mask or --box) or grow its canvas (--pad); the known pixels stay as they were."""
+    from kinema.pipelines.tasks import box_hole, fit, fit_hole, inpainting, outpainting, read_mask
+    from kinema.video import read_video
+
+    if sum(given is not None for given in (mask, box, pad)) != 1:
+        raise KinemaError("inpaint takes one of --mask, --box and --pad")
+    spec, notes = _model_spec(options["checkpoint"]), []
+    pads = None if pad is None else _numbers("--pad", pad, (4,))
+    raw, fps = read_video(clip)
+    hole = None if mask is None else read_mask(mask, raw)
+    hole = box_hole(_numbers("--box", box, (4, 6)), *raw.shape[1:]) if box is not None else hole
+    video = fit(raw, spec.channels, spec.height, spec.width, str(clip), notes.append)
+    known = outpainting(video, pads) if pads is not None else inpainting(video, fit_hole(hole, spec.height, spec.width))
+    _run_task(options, known, notes, fps)
+
+
+@app.command()
+@user_errors
+@task_command
+def edit(
+    clip: Path = typer.Argument(..., help="the video to edit"),
+    prompt: str = typer.Argument(..., help="what the edited video shows, e.g. 'a blue ball bounces'"),
+    strength: float = typer.Option(0.6, "--strength", help="0 returns the video, 1 samples afresh; between, the "
+                                   "motion is kept and what the prompt says changes"),
+    options: dict = None,
+):
+    """Edit a video with a prompt (SDEdit): keep its motion, change what the prompt says."""
+    from kinema.pipelines.tasks import editing
+
+    if not 0 <= strength <= 1:
+        raise KinemaError(f"--strength must be in [0, 1] (0 returns the video, 1 samples afresh), got {strength}")
+    notes = []
+    video, fps = _read_fitted(clip, _model_spec(options["checkpoint"]), notes)
+    _run_task({**options, "prompt": prompt}, editing(video), notes, fps, init_video=video[None], strength=strength)
+
+
 @app.command()
 @user_errors
 def train(
@@ -210,15 +498,17 @@ def train(
                                    "and start afresh (without it, a fresh run there is refused)"),
     processes: int = typer.Option(1, "--processes", help="train in this many processes on this machine, one per GPU "
                                   "(or gloo CPU processes without CUDA); each takes train.batch_size per step"),
+    fsdp: bool = typer.Option(False, "--fsdp", help="with --processes: shard weights, gradients, optimizer state "
+                              "and EMA over the processes (FSDP2 through accelerate); checkpoints stay whole"),
 ):
     """Train a model from a config; Ctrl-C saves a checkpoint, --resume continues exactly."""
     from kinema.config import load_config
     from kinema.training.launch import launch, launched
 
     cfg = load_config(config, overrides or [])  # checked here, before any process starts
-    if processes != 1 and not launched():
+    if (processes != 1 or fsdp) and not launched():
         flags = ["--resume"] * resume + ["--overwrite"] * overwrite
-        raise typer.Exit(launch(processes, [str(config), *(overrides or []), *flags]))
+        raise typer.Exit(launch(processes, [str(config), *(overrides or []), *flags], fsdp))
     from kinema.training.trainer import Trainer
 
     trainer = Trainer(cfg, resume=resume, overwrite=overwrite)

@@ -19,6 +19,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from kinema.diffusion.frame_tasks import FRAME_TASKS
 from kinema.errors import KinemaError
 
 
@@ -90,6 +91,7 @@ class TrainConfig:
     compile: bool = False              # torch.compile the denoiser (a GPU speed-up; same results within tolerance)
     caption_dropout: float = within(0, 1, 0.1)  # probability of training on the empty prompt (for guidance)
     label_dropout: float = within(0, 1, 0.1)  # probability of training without the class label (class guidance)
+    frame_tasks: tuple[str, ...] = one_of(FRAME_TASKS, ())  # each sample draws one (kinema.diffusion.frame_tasks)
     text_encoder: str = non_empty("minilm")  # 'minilm', a local path or a hub id of a transformers text model
     seed: int = at_least(0, 0)
     num_workers: int = at_least(0, 0)  # DataLoader worker processes

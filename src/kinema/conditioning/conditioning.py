@@ -17,8 +17,8 @@ class Conditioning:
     text:        [B, L, D] token embeddings from a text encoder
     text_mask:   [B, L] bool, True where a token is real
     labels:      [B] long class labels; -1 = no class (the null label of classifier-free guidance)
-    frames:      [B, C, T, H, W] known frames (values where `frame_mask` is True)
-    frame_mask:  [B, T] bool, True for frames that are given
+    frames:      [B, C, T, H, W] known frames or pixels (values where `frame_mask` is True)
+    frame_mask:  [B, 1, T, H, W] bool, True for the pixels that are given (whole frames, boxes, borders)
     fps:         [B] float frames per second
     motion:      [B, 2] float overall direction (x right, y down), e.g. from prompt words (motion_words.py)
     """

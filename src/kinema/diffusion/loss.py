@@ -2,8 +2,8 @@
 
 The "simple" loss of Ho et al. 2020 (eq. 14), generalised to any schedule and target:
 E_{t, eps} || model(x_t, t) - target ||^2. With `per_frame_noise` every frame gets its own
-level t, as in diffusion forcing (Chen et al. 2024); known (conditioning) frames are
-given clean at t = 0 and carry no loss.
+level t, as in diffusion forcing (Chen et al. 2024); given (conditioning) pixels carry
+no loss, and wholly given frames are passed clean at t = 0.
 """
 
 from collections.abc import Callable
@@ -55,29 +55,38 @@ class DiffusionLoss:
         model_fn: Callable[[Tensor, Tensor], Tensor],
         x0: Tensor,
         generator: Generators = None,
-        known_frames: Tensor | None = None,
+        known: Tensor | None = None,
+        levels: Tensor | None = None,
     ) -> Tensor:
-        """Scalar loss of `model_fn(x_t, t)` on clean video x0; `known_frames` `[B, T]` bool marks clean frames;
-        `generator` may be a list of one generator per sample."""
+        """Scalar loss of `model_fn(x_t, t)` on clean video x0; `generator` may be a list of one generator per sample.
+
+        `known` [B, 1, T, H, W] bool marks given pixels (kinema.diffusion.frame_tasks): they carry no loss, and a
+        wholly given frame is passed clean at level 0. `levels` [B, T] sets frames' noise levels (NaN keeps the
+        drawn one)."""
         t = self.sample_levels(x0, generator)
         noise = draw(torch.randn, x0.shape, generator, device=x0.device, dtype=x0.dtype)
-        if known_frames is None:
+        if known is None and levels is None:
             x_t, target = self.noise_and_target(x0, t, noise)
             return (self._checked(model_fn(x_t, t), x0) - target).square().mean()
 
         frames = x0.shape[:1] + x0.shape[2:3]
-        if known_frames.dtype != torch.bool or known_frames.shape != frames:
-            raise KinemaError(
-                f"known_frames must be a bool tensor of shape {tuple(frames)}, "
-                f"got {known_frames.dtype} {tuple(known_frames.shape)}"
-            )
-        if t.ndim == 1:
-            t = t[:, None].expand(frames)
-        t = t.masked_fill(known_frames, 0.0)
+        t = t[:, None].expand(frames) if t.ndim == 1 else t
+        if levels is not None:
+            if levels.shape != frames:
+                raise KinemaError(f"levels must be [B, T] = {list(frames)}, got {list(levels.shape)}")
+            levels = levels.to(t)
+            t = torch.where(torch.isnan(levels), t, levels)
+        if known is None:
+            x_t, target = self.noise_and_target(x0, t, noise)
+            return (self._checked(model_fn(x_t, t), x0) - target).square().mean()
+        if known.dtype != torch.bool or known.shape != (x0.shape[0], 1, *x0.shape[2:]):
+            raise KinemaError(f"known must be a bool tensor of shape {[x0.shape[0], 1, *x0.shape[2:]]}, "
+                              f"got {known.dtype} {list(known.shape)}")
+        whole = known.flatten(3).all(dim=3)  # [B, 1, T]: frames given entirely
+        t = t.masked_fill(whole[:, 0], 0.0)
         x_t, target = self.noise_and_target(x0, t, noise)
-        # VP schedules keep a little noise at t = 0 (sigma = 0.01 for "linear"): pass known frames exactly clean.
-        known = rearrange(known_frames, "b t -> b 1 t 1 1")
-        x_t = torch.where(known, x0, x_t)
+        # VP schedules keep a little noise at t = 0 (sigma = 0.01 for "linear"): pass given frames exactly clean.
+        x_t = torch.where(whole[..., None, None], x0, x_t)
         squared_error = (self._checked(model_fn(x_t, t), x0) - target).square()
         weight = (~known).to(squared_error.dtype).expand_as(squared_error)
         return (squared_error * weight).sum() / weight.sum().clamp(min=1)

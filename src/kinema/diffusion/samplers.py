@@ -2,14 +2,17 @@
 
     sampler(denoise_fn, x, times, schedule, *, generator=None, callback=None, **options) -> Tensor
 
-`times` is a 1-D grid of `steps + 1` decreasing times from (at most) 1 to exactly 0, e.g. from
-`time_grids.time_grid(schedule, steps, "karras")`: the grid is a choice separate from the sampler
-(k-diffusion style). `denoise_fn(x_t, t) -> x0_hat` returns the clean estimate (wrap a network with
-`parameterization.x0_denoiser`); t is a `[B]` tensor holding one time for the whole batch.
-`x` is the sample at times[0], used as is: for the flow schedule x_1 = eps exactly; for the VP
-schedules alpha(1) < 1e-2 and sigma(1) ~ 1, so the missing alpha(1) x0 term is below the
-noise, as in DDPM. The step that reaches t = 0 returns x0_hat from the last nonzero time, so the
-result is clean. `callback(i, steps, x, x0_hat)` runs after every step.
+`times` is a grid of `steps + 1` decreasing times from (at most) 1 to exactly 0: 1-D (one time for the whole batch,
+e.g. from `time_grids.time_grid(schedule, steps, "karras")`: the grid is a choice separate from the sampler,
+k-diffusion style) or per frame, `[steps + 1, T]` or `[steps + 1, B, T]` (chapter 11.1.2; diffusion forcing, Chen et
+al. 2024; FIFO-Diffusion, Kim et al. 2024). A per-frame grid never rises and may stop above 0 (a FIFO queue steps
+each frame one level per call); a frame whose time does not change in a step (a given frame held at 0, a frame waiting
+at 1) is left exactly as it is. `denoise_fn(x_t, t) -> x0_hat` returns
+the clean estimate (wrap a network with `parameterization.x0_denoiser`); t is `[B]` when every frame of a video is at
+one time, else `[B, T]`. `x` is the sample at times[0], used as is: for the flow schedule x_1 = eps exactly; for the
+VP schedules alpha(1) < 1e-2 and sigma(1) ~ 1, so the missing alpha(1) x0 term is below the noise, as in DDPM. A
+step that reaches t = 0 returns x0_hat from the last nonzero time, so the result is clean. `callback(i, steps, x,
+x0_hat)` runs after every step.
 
 Euler and Heun integrate the probability-flow ODE in its flow-matching form: z = x / (alpha + sigma)
 = (1 - k) x0 + k eps with k = sigma / (alpha + sigma) in [0, 1], a straight line in k for one data
@@ -22,7 +25,8 @@ t -> s; alpha(1) = 0 ("flow") gives lambda_t = -inf, h = inf, which every formul
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -34,47 +38,136 @@ DenoiseFn = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[int, int, Tensor, Tensor], None] | None
 
 
-def _denoise(denoise_fn: DenoiseFn, x: Tensor, t: float) -> Tensor:
-    """x0_hat at one time t for the whole batch (t at least float32, whatever x's precision)."""
-    return denoise_fn(x, torch.full(x.shape[:1], t, dtype=torch.promote_types(x.dtype, torch.float32), device=x.device))
+@dataclass
+class Levels:
+    """alpha, sigma, lambda = log(alpha / sigma) and the flow form (c, k) = (alpha + sigma, sigma / c) of one time:
+    float64 scalars for a 1-D grid, `[B, T]` tensors for a per-frame one."""
+
+    time: Tensor
+    alpha: Tensor
+    sigma: Tensor
+    lam: Tensor
+
+    @classmethod
+    def at(cls, schedule: NoiseSchedule, time: Tensor) -> "Levels":
+        alpha, sigma = schedule.alpha_sigma(time)
+        return cls(time, alpha, sigma, 0.5 * schedule.log_snr(time))
+
+    @property
+    def scale(self) -> Tensor:
+        return self.alpha + self.sigma
+
+    @property
+    def k(self) -> Tensor:
+        return self.sigma / (self.alpha + self.sigma)
 
 
-def _levels(schedule: NoiseSchedule, t: float) -> tuple[float, float, float]:
-    """(alpha, sigma, lambda) at time t, as float64 Python numbers."""
-    time = torch.tensor([t], dtype=torch.float64)
-    alpha, sigma = schedule.alpha_sigma(time)
-    return alpha.item(), sigma.item(), 0.5 * schedule.log_snr(time).item()
+@dataclass
+class Step:
+    """Step i of a grid, from time t to time s, and which frames it moves and finishes (None: all of them)."""
+
+    i: int
+    t: Levels
+    s: Levels
+    moving: Tensor | None    # [B, T] bool for a per-frame grid: t > s
+    finishing: Tensor | None  # [B, T] bool for a per-frame grid: t > s = 0
+
+    @property
+    def per_frame(self) -> bool:
+        return self.moving is not None
+
+    def ends(self) -> bool:
+        """True when every frame that moves reaches t = 0 (only x0_hat is needed)."""
+        return bool((self.s.time == 0).all()) if not self.per_frame else bool((self.s.time[self.moving] == 0).all())
 
 
-def _flow_form(schedule: NoiseSchedule, t: float) -> tuple[float, float]:
-    """(c, k) = (alpha + sigma, sigma / (alpha + sigma)) at time t: x_t / c = (1 - k) x0 + k eps."""
-    alpha, sigma, _ = _levels(schedule, t)
-    return alpha + sigma, sigma / (alpha + sigma)
+def _video(value: Tensor, x: Tensor) -> Tensor:
+    """A level as a factor for x: a scalar, or `[B, T]` as `[B, 1, T, 1, 1]`, in x's dtype on x's device."""
+    if value.ndim == 2:
+        value = value[:, None, :, None, None]
+    return value.to(device=x.device, dtype=x.dtype)
 
 
-def _steps(times: Tensor) -> list[tuple[int, float, float]]:
-    """(i, t, s) for each step t -> s of a valid time grid (else a KinemaError naming what is wrong)."""
-    if not isinstance(times, Tensor) or times.ndim != 1 or len(times) < 2:
+def _denoise(denoise_fn: DenoiseFn, x: Tensor, levels: Levels) -> Tensor:
+    """x0_hat at `levels`' time: t `[B]` (at least float32) when each video's frames share it, else `[B, T]`."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    time = levels.time
+    if time.ndim == 0:
+        return denoise_fn(x, torch.full(x.shape[:1], time.item(), dtype=dtype, device=x.device))
+    time = time[:, 0] if bool((time == time[:, :1]).all()) else time
+    return denoise_fn(x, time.to(device=x.device, dtype=dtype))
+
+
+def _grid(times: Tensor, x: Tensor) -> Tensor:
+    """`times` checked: 1-D, or per frame expanded to `[steps + 1, B, T]` (else a KinemaError naming the fault)."""
+    if not isinstance(times, Tensor) or times.ndim not in (1, 2, 3) or len(times) < 2:
         shape = tuple(times.shape) if isinstance(times, Tensor) else type(times).__name__
-        raise KinemaError(f"sampling times must be a 1-D tensor of steps + 1 >= 2 times, got {shape}")
+        raise KinemaError(f"sampling times must be a grid of steps + 1 >= 2 times: [steps + 1], [steps + 1, T] or "
+                          f"[steps + 1, B, T], got {shape}")
     grid = times.detach().double().cpu()
-    if not (torch.isfinite(grid).all() and grid[0] <= 1 and grid[-1] == 0 and (grid[1:] < grid[:-1]).all()):
-        shown = ", ".join(f"{v:.4g}" for v in grid[:6].tolist()) + (", ..." if len(grid) > 6 else "")
-        raise KinemaError(f"sampling times must decrease strictly from <= 1 to exactly 0, got [{shown}] "
-                          f"ending at {grid[-1].item():.4g}")
-    values = grid.tolist()
-    return [(i, t, s) for i, (t, s) in enumerate(zip(values[:-1], values[1:]))]
+    if grid.ndim > 1:
+        frames = (x.shape[2],) if grid.ndim == 2 else (x.shape[0], x.shape[2])
+        if tuple(grid.shape[1:]) != frames:
+            raise KinemaError(f"per-frame sampling times must be [steps + 1, {', '.join(map(str, frames))}] for "
+                              f"videos {list(x.shape)}, got {list(grid.shape)}")
+        grid = grid.reshape(len(grid), -1, x.shape[2]).expand(len(grid), x.shape[0], x.shape[2])
+    rising = (grid[1:] > grid[:-1]).any() if grid.ndim > 1 else not (grid[1:] < grid[:-1]).all()
+    ends = (grid[-1] == 0).all() if grid.ndim == 1 else (grid[-1] >= 0).all()  # a per-frame grid may stop early
+    if not (torch.isfinite(grid).all() and (grid[0] <= 1).all() and ends and not rising
+            and (grid.ndim == 1 or (grid[1:] < grid[:-1]).any())):
+        shown = ", ".join(f"{v:.4g}" for v in grid.reshape(len(grid), -1)[:6, 0].tolist())
+        target = "exactly 0" if grid.ndim == 1 else "at least 0 (exactly 0 for a frame to come out clean)"
+        raise KinemaError(f"sampling times must {'decrease strictly' if grid.ndim == 1 else 'never rise'} from "
+                          f"<= 1 to {target}, got [{shown}{', ...' if len(grid) > 6 else ''}] ending at "
+                          f"{grid[-1].min().item() if grid.ndim > 1 else grid[-1].item():.4g}")
+    return grid
 
 
-def _flow_velocity(x: Tensor, x0: Tensor, scale: float, k: float) -> Tensor:
+def _steps(times: Tensor, x: Tensor, schedule: NoiseSchedule) -> Iterator[Step]:
+    """The steps t -> s of a valid time grid (else a KinemaError naming what is wrong)."""
+    grid = _grid(times, x)
+    levels = [Levels.at(schedule, time) for time in grid]
+    for i, (t, s) in enumerate(zip(levels[:-1], levels[1:])):
+        if grid.ndim == 1:
+            yield Step(i, t, s, None, None)
+        else:
+            moving = t.time > s.time
+            yield Step(i, t, s, moving, moving & (s.time == 0))
+
+
+def _finish(step: Step, x: Tensor, x0: Tensor, stepped: Tensor | None) -> Tensor:
+    """The sample after `step`: x0_hat where frames reach 0, `stepped` where they move on, x where they stand."""
+    if not step.per_frame:
+        return x0 if step.s.time == 0 else stepped
+    moving, finishing = _video(step.moving, x).bool(), _video(step.finishing, x).bool()
+    return torch.where(finishing, x0, torch.where(moving, stepped, x) if stepped is not None else x)
+
+
+def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def _flow_velocity(x: Tensor, x0: Tensor, at: Levels) -> Tensor:
     """dz/dk = eps_hat - x0_hat = (x / c - x0_hat) / k, the probability-flow ODE's slope in flow form."""
-    return (x / scale - x0) / k
+    return (x / _video(at.scale, x) - x0) / _video(at.k, x)
 
 
-def _flow_step(x: Tensor, velocity: Tensor, flow_t: tuple[float, float], flow_s: tuple[float, float]) -> Tensor:
+def _flow_step(x: Tensor, velocity: Tensor, t: Levels, s: Levels) -> Tensor:
     """x_s = c_s (z_t + (k_s - k_t) velocity): one step of the flow-form ODE from (c_t, k_t) to (c_s, k_s)."""
-    (scale_t, k_t), (scale_s, k_s) = flow_t, flow_s
-    return scale_s * (x / scale_t + (k_s - k_t) * velocity)
+    return _video(s.scale, x) * (x / _video(t.scale, x) + _video(s.k - t.k, x) * velocity)
+
+
+def _integrate(denoise_fn: DenoiseFn, x: Tensor, times: Tensor, schedule: NoiseSchedule, callback: Callback,
+               update: Callable[[Step, Tensor, Tensor], Tensor]) -> Tensor:
+    """The loop every sampler shares: x0_hat at each step's time, then `update(step, x, x0_hat)` to the next time
+    (skipped when every moving frame reaches 0, where x0_hat is the result), standing frames kept as they are."""
+    steps = len(times) - 1
+    for step in _steps(times, x, schedule):
+        x0 = _denoise(denoise_fn, x, step.t)
+        x = _finish(step, x, x0, None if step.ends() else update(step, x, x0))
+        if callback is not None:
+            callback(step.i, steps, x, x0)
+    return x
 
 
 def sample_ddpm(
@@ -87,21 +180,16 @@ def sample_ddpm(
     callback: Callback = None,
 ) -> Tensor:
     """Ancestral sampling from the posterior q(x_s | x_t, x0_hat) (Ho et al. 2020, eqs. 6-7)."""
-    for i, t, s in _steps(times):
-        x0 = _denoise(denoise_fn, x, t)
-        if s == 0:
-            x = x0
-        else:
-            _, sigma_t, lambda_t = _levels(schedule, t)
-            alpha_s, sigma_s, lambda_s = _levels(schedule, s)
-            keep = math.exp(-(lambda_s - lambda_t))      # alpha_t sigma_s / (alpha_s sigma_t)
-            fresh = -math.expm1(-2 * (lambda_s - lambda_t))  # 1 - keep^2
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            # posterior mean  (sigma_s / sigma_t) keep x_t + alpha_s fresh x0,  variance  sigma_s^2 fresh
-            x = (sigma_s / sigma_t * keep) * x + (alpha_s * fresh) * x0 + (sigma_s * math.sqrt(fresh)) * noise
-        if callback is not None:
-            callback(i, len(times) - 1, x, x0)
-    return x
+
+    def update(step: Step, x: Tensor, x0: Tensor) -> Tensor:
+        t, s = step.t, step.s
+        keep = torch.exp(-(s.lam - t.lam))          # alpha_t sigma_s / (alpha_s sigma_t)
+        fresh = -torch.expm1(-2 * (s.lam - t.lam))  # 1 - keep^2
+        # posterior mean  (sigma_s / sigma_t) keep x_t + alpha_s fresh x0,  variance  sigma_s^2 fresh
+        return (_video(s.sigma / t.sigma * keep, x) * x + _video(s.alpha * fresh, x) * x0
+                + _video(s.sigma * fresh.sqrt(), x) * _noise(x, generator))
+
+    return _integrate(denoise_fn, x, times, schedule, callback, update)
 
 
 def sample_ddim(
@@ -115,21 +203,15 @@ def sample_ddim(
     eta: float = 0.0,
 ) -> Tensor:
     """DDIM (Song et al. 2021, eq. 12); `eta` = 0 is deterministic, `eta` = 1 matches DDPM's posterior."""
-    for i, t, s in _steps(times):
-        x0 = _denoise(denoise_fn, x, t)
-        if s == 0:
-            x = x0
-        else:
-            alpha_t, sigma_t, lambda_t = _levels(schedule, t)
-            alpha_s, sigma_s, lambda_s = _levels(schedule, s)
-            eps = (x - alpha_t * x0) / sigma_t
-            spread = eta * sigma_s * math.sqrt(-math.expm1(-2 * (lambda_s - lambda_t)))
-            x = alpha_s * x0 + math.sqrt(max(sigma_s**2 - spread**2, 0.0)) * eps
-            if spread > 0:
-                x = x + spread * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        if callback is not None:
-            callback(i, len(times) - 1, x, x0)
-    return x
+
+    def update(step: Step, x: Tensor, x0: Tensor) -> Tensor:
+        t, s = step.t, step.s
+        eps = (x - _video(t.alpha, x) * x0) / _video(t.sigma, x)
+        spread = eta * s.sigma * torch.sqrt(-torch.expm1(-2 * (s.lam - t.lam)))
+        stepped = _video(s.alpha, x) * x0 + _video((s.sigma**2 - spread**2).clamp(min=0).sqrt(), x) * eps
+        return stepped + _video(spread, x) * _noise(x, generator) if eta > 0 else stepped
+
+    return _integrate(denoise_fn, x, times, schedule, callback, update)
 
 
 def sample_dpmpp_2m(
@@ -141,25 +223,26 @@ def sample_dpmpp_2m(
     generator: torch.Generator | None = None,
     callback: Callback = None,
 ) -> Tensor:
-    """DPM-Solver++(2M): second-order multistep data prediction in lambda (Lu et al. 2022, Alg. 2)."""
-    previous_x0, previous_h = None, None
-    for i, t, s in _steps(times):
-        x0 = _denoise(denoise_fn, x, t)
-        if s == 0:
-            x = x0
+    """DPM-Solver++(2M): second-order multistep data prediction in lambda (Lu et al. 2022, Alg. 2).
+
+    With a per-frame grid each frame keeps its own history, from the steps it moved in."""
+    history = {"x0": torch.zeros_like(x), "h": torch.tensor(math.inf, dtype=torch.float64)}
+
+    def update(step: Step, x: Tensor, x0: Tensor) -> Tensor:
+        t, s = step.t, step.s
+        h, previous_h = s.lam - t.lam, history["h"]
+        # extrapolate x0 with r = h_prev / h; no finite previous step (h_prev = inf, or alpha = 0): first order
+        usable = torch.isfinite(previous_h) & (previous_h > 0) & torch.isfinite(h)
+        half_inverse_r = torch.where(usable, 0.5 * h / previous_h, torch.zeros_like(h))
+        data = _video(1 + half_inverse_r, x) * x0 - _video(half_inverse_r, x) * history["x0"]
+        if step.per_frame:
+            history["x0"] = torch.where(_video(step.moving, x).bool(), x0, history["x0"])
+            history["h"] = torch.where(step.moving, h, previous_h)
         else:
-            _, sigma_t, lambda_t = _levels(schedule, t)
-            alpha_s, sigma_s, lambda_s = _levels(schedule, s)
-            h = lambda_s - lambda_t
-            data = x0
-            if previous_x0 is not None:  # extrapolate x0 with r = h_prev / h; h_prev = inf (alpha = 0): first order
-                half_inverse_r = 0.5 * h / previous_h
-                data = (1 + half_inverse_r) * x0 - half_inverse_r * previous_x0
-            x = (sigma_s / sigma_t) * x - (alpha_s * math.expm1(-h)) * data
-            previous_x0, previous_h = x0, h
-        if callback is not None:
-            callback(i, len(times) - 1, x, x0)
-    return x
+            history["x0"], history["h"] = x0, h
+        return _video(s.sigma / t.sigma, x) * x - _video(s.alpha * torch.expm1(-h), x) * data
+
+    return _integrate(denoise_fn, x, times, schedule, callback, update)
 
 
 def sample_euler(
@@ -174,16 +257,11 @@ def sample_euler(
     """Euler on the probability-flow ODE in flow form (Karras et al. 2022, Alg. 1 minus the correction).
 
     The flow form is straight for one data point, so this step equals DDIM with eta = 0."""
-    for i, t, s in _steps(times):
-        x0 = _denoise(denoise_fn, x, t)
-        if s == 0:
-            x = x0
-        else:
-            flow_t, flow_s = _flow_form(schedule, t), _flow_form(schedule, s)
-            x = _flow_step(x, _flow_velocity(x, x0, *flow_t), flow_t, flow_s)
-        if callback is not None:
-            callback(i, len(times) - 1, x, x0)
-    return x
+
+    def update(step: Step, x: Tensor, x0: Tensor) -> Tensor:
+        return _flow_step(x, _flow_velocity(x, x0, step.t), step.t, step.s)
+
+    return _integrate(denoise_fn, x, times, schedule, callback, update)
 
 
 def sample_heun(
@@ -198,19 +276,16 @@ def sample_heun(
     """Heun's 2nd-order method on the probability-flow ODE in flow form (Karras et al. 2022, Alg. 1).
 
     Two network calls per step; the last step (to t = 0) is Euler, as in the paper."""
-    for i, t, s in _steps(times):
-        x0 = _denoise(denoise_fn, x, t)
-        if s == 0:
-            x = x0
-        else:
-            flow_t, flow_s = _flow_form(schedule, t), _flow_form(schedule, s)
-            velocity = _flow_velocity(x, x0, *flow_t)
-            x_euler = _flow_step(x, velocity, flow_t, flow_s)
-            velocity_s = _flow_velocity(x_euler, _denoise(denoise_fn, x_euler, s), *flow_s)
-            x = _flow_step(x, 0.5 * (velocity + velocity_s), flow_t, flow_s)
-        if callback is not None:
-            callback(i, len(times) - 1, x, x0)
-    return x
+
+    def update(step: Step, x: Tensor, x0: Tensor) -> Tensor:
+        velocity = _flow_velocity(x, x0, step.t)
+        x_euler = _flow_step(x, velocity, step.t, step.s)
+        if step.per_frame:  # frames that finish or stand are evaluated where they will be
+            x_euler = _finish(step, x, x0, x_euler)
+        velocity_s = _flow_velocity(x_euler, _denoise(denoise_fn, x_euler, step.s), step.s)
+        return _flow_step(x, 0.5 * (velocity + velocity_s), step.t, step.s)
+
+    return _integrate(denoise_fn, x, times, schedule, callback, update)
 
 
 SAMPLERS: dict[str, Callable[..., Tensor]] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from kinema.conditioning.conditioning import Conditioning
@@ -17,7 +18,9 @@ class Denoiser(nn.Module):
     A subclass names its `config_class`, says whether it `supports_gradient_checkpointing` and takes
     `per_frame_noise` (t of shape [B, T]), and derives from its config the conditioning fields it reads
     (`conditioning_fields`), its text token width (`text_dim`, 0 = no text), its classes (`num_classes`, 0 = none;
-    label -1 is the null class of classifier-free guidance) and its video channels (`in_channels`).
+    label -1 is the null class of classifier-free guidance), its video channels (`in_channels`) and whether it reads
+    known frames and pixels (`frame_conditioning`: `cond.frames` where `cond.frame_mask` is True, chapter 11.3.2 and
+    11.4; MCVD, Voleti et al. 2022).
     """
 
     config_class: ClassVar[type]
@@ -34,6 +37,7 @@ class Denoiser(nn.Module):
         """The `Conditioning` fields this instance reads: text (+ mask) when it has a text width, labels when it has
         classes, plus what `extra_conditioning_fields` adds."""
         fields = {"text", "text_mask"} if self.text_dim else set()
+        fields |= {"frames", "frame_mask"} if self.frame_conditioning else set()
         return frozenset(fields | ({"labels"} if self.num_classes else set()) | self.extra_conditioning_fields())
 
     def extra_conditioning_fields(self) -> set[str]:
@@ -49,6 +53,19 @@ class Denoiser(nn.Module):
     def num_classes(self) -> int:
         """Number of class labels it is conditioned on; 0 for none (models with classes override this)."""
         return 0
+
+    @property
+    def frame_conditioning(self) -> bool:
+        """True when it reads known frames/pixels as extra input channels (`model.frame_conditioning`)."""
+        return getattr(self.config, "frame_conditioning", False)
+
+    def known_pixels(self, x: Tensor, cond: Conditioning) -> Tensor:
+        """[B, C + 1, T, H, W]: the known pixels (0 elsewhere) and the mask, the extra input of a frame-conditioned
+        model; all zeros without `cond.frames`, so that input layers without bias read "nothing known" as zero."""
+        if cond.frames is None:
+            return x.new_zeros(x.shape[0], x.shape[1] + 1, *x.shape[2:])
+        mask = cond.frame_mask.to(x.dtype)
+        return torch.cat([cond.frames.to(x.dtype) * mask, mask], dim=1)
 
     @property
     def in_channels(self) -> int:
@@ -90,6 +107,13 @@ class Denoiser(nn.Module):
                               f"(text tokens of the wrong width: check model.text_dim and train.text_encoder)")
         if cond.text_mask is not None and (cond.text is None or cond.text_mask.shape != cond.text.shape[:2]):
             raise KinemaError(f"cond.text_mask must be [B, L] like cond.text, got {list(cond.text_mask.shape)}")
+        if (cond.frames is None) != (cond.frame_mask is None):
+            raise KinemaError("cond.frames and cond.frame_mask go together: give both or neither")
+        if cond.frames is not None and (cond.frames.shape != x.shape or cond.frame_mask.dtype != torch.bool
+                                        or cond.frame_mask.shape != (b, 1, *x.shape[2:])):
+            raise KinemaError(f"cond.frames must be shaped like x {list(x.shape)} and cond.frame_mask a bool "
+                              f"[B, 1, T, H, W] = {[b, 1, *x.shape[2:]]}, got {list(cond.frames.shape)} and "
+                              f"{cond.frame_mask.dtype} {list(cond.frame_mask.shape)}")
         if cond.labels is not None:
             if cond.labels.shape != (b,):
                 raise KinemaError(f"cond.labels must be [B] = [{b}], got {list(cond.labels.shape)}")

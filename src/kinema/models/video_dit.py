@@ -52,6 +52,7 @@ class VideoDiTConfig:
     max_grid: tuple[int, ...] = at_least(1, (16, 32, 32))  # largest token grid (t, h, w) of 'learned' positions
     text_dim: int = at_least(0, 384)                  # text token width (cross-attention); 0 = no text
     num_classes: int = at_least(0, 0)                 # class labels for adaLN (0 = none)
+    frame_conditioning: bool = False                  # also read known frames/pixels (cond.frames, cond.frame_mask)
     temporal_mask: str = "bidirectional"              # bidirectional | causal
     temporal_window: int = at_least(0, 0)             # attend only to token frames this close (0 = all)
     prune_static: float = 0.0                         # fraction of tokens after frame 0 skipped as static (full)
@@ -162,6 +163,9 @@ class VideoDiT(Denoiser):
         super().__init__(config)
         dim, patch = config.hidden_size, tuple(config.patch_size)
         self.patch_embed = nn.Conv3d(config.in_channels, dim, patch, stride=patch)
+        # known pixels + mask, added to the patch tokens; zero and without bias (see VideoUNet.frames_in)
+        self.frames_embed = (nn.Conv3d(config.in_channels + 1, dim, patch, stride=patch, bias=False)
+                             if config.frame_conditioning else None)
         self.noise_embed = NoiseLevelEmbedding(dim)
         self.label_embed = nn.Embedding(config.num_classes + 1, dim) if config.num_classes else None  # +1: null
         self.text_pool = nn.Linear(config.text_dim, dim) if config.text_dim else None
@@ -190,6 +194,8 @@ class VideoDiT(Denoiser):
             nn.init.zeros_(block.ada[-1].bias)
             if block.cross is not None:  # ungated: its zero output projection keeps the block an identity
                 nn.init.zeros_(block.cross.to_out.weight)
+        if self.frames_embed is not None:
+            nn.init.zeros_(self.frames_embed.weight)
         for layer in (self.final.ada[-1], self.final.linear):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -232,7 +238,10 @@ class VideoDiT(Denoiser):
         if frames % pt or height % ph or width % pw:
             raise KinemaError(f"video {frames}x{height}x{width} must be divisible by the patch size {pt}x{ph}x{pw}")
         grid = (frames // pt, height // ph, width // pw)
-        tokens = rearrange(self.patch_embed(x), "b d t h w -> b (t h w) d")
+        embedded = self.patch_embed(x)
+        if self.frames_embed is not None:
+            embedded = embedded + self.frames_embed(self.known_pixels(x, cond))
+        tokens = rearrange(embedded, "b d t h w -> b (t h w) d")
         if self.config.positions == "sincos":
             tokens = tokens + sincos_position_embedding_3d(*grid, tokens.shape[-1], device=x.device).to(tokens.dtype)
         elif self.config.positions == "learned":

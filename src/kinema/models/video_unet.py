@@ -51,6 +51,7 @@ class VideoUNetConfig:
     text_dim: int = at_least(0, 384)                  # text token width; 0 for an unconditional model
     motion: bool = False                              # also read cond.motion, an overall [B, 2] direction
     num_classes: int = at_least(0, 0)                 # class labels (cond.labels) joining the noise level (0 = none)
+    frame_conditioning: bool = False                  # also read known frames/pixels (cond.frames, cond.frame_mask)
     temporal_kernel_size: int = at_least(1, 3)        # k_t of the video convolutions
     norm_groups: int = at_least(1, 8)                 # GroupNorm groups
     conv: str = "factorized"                          # factorized | full3d | p3d_a | p3d_b | p3d_c | depthwise3d
@@ -188,6 +189,12 @@ class VideoUNet(Denoiser):
         self.text_pool = nn.Linear(config.text_dim, emb_dim) if config.text_dim else None
         pixels = config.in_channels * config.patch_size ** 2
         self.conv_in = SpatialConv(pixels, widths[0], 3)
+        # known pixels + mask, added to the stem; zero and without bias, so a model fine-tuned from one without it
+        # starts unchanged and "nothing known" reads as zero
+        self.frames_in = (nn.Conv3d((config.in_channels + 1) * config.patch_size ** 2, widths[0], (1, 3, 3),
+                                    padding=(0, 1, 1), bias=False) if config.frame_conditioning else None)
+        if self.frames_in is not None:
+            nn.init.zeros_(self.frames_in.weight)
 
         temporal = config.temporal_downsample or (False,) * (len(widths) - 1)
         self.down_levels, self.downsamplers = nn.ModuleList(), nn.ModuleList()
@@ -283,7 +290,10 @@ class VideoUNet(Denoiser):
             labels = x.new_full((b,), -1, dtype=torch.long) if cond.labels is None else cond.labels
             emb = emb + self.label_embed(self.null_label_index(labels))[:, None]
 
-        h = self.conv_in(rearrange(x, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p))
+        to_patches = "b c t (h p1) (w p2) -> b (c p1 p2) t h w"
+        h = self.conv_in(rearrange(x, to_patches, p1=p, p2=p))
+        if self.frames_in is not None:
+            h = h + self.frames_in(rearrange(self.known_pixels(x, cond), to_patches, p1=p, p2=p))
         skips = [h]
         for level, down in zip(self.down_levels, self.downsamplers):
             h = self._level(level, h, emb, text, text_mask, None, skips)

@@ -1,5 +1,7 @@
-"""Text-to-video generation from a trained denoiser: text encoding, class labels, classifier-free guidance, any
-sampler. Everything about the videos to make (shape, text encoder, defaults) comes from the model's sampling spec."""
+"""Video generation from a trained denoiser: text (plain or time-anchored), class labels, classifier-free guidance,
+known frames or pixels (animation, prediction, interpolation, inpainting), SDEdit from a given video, any sampler on
+any time grid. Everything about the videos to make (shape, text encoder, defaults) comes from the model's sampling
+spec."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from kinema.conditioning.anchored import PromptPlan, PromptSpec, plan_prompts
 from kinema.conditioning.conditioning import Conditioning
 from kinema.conditioning.motion_words import motion_from_prompts
 from kinema.conditioning.prompts import prompt_conditioning
@@ -19,14 +22,22 @@ from kinema.config import Config
 from kinema.control.direction import direction_energy
 from kinema.diffusion import (batched_classifier_free_guidance, build_schedule, get_sampler, reconstruction_guidance,
                               x0_denoiser)
+from kinema.diffusion.guidance import DenoiseFn
 from kinema.diffusion.time_grids import time_grid as sampling_times
 from kinema.errors import KinemaError
 from kinema.models.denoiser import Denoiser
 from kinema.models.pretrained import load_pretrained
 from kinema.models.sampling_spec import SamplingSpec, read_sampling_spec
+from kinema.pipelines.known import KnownPixels
 from kinema.video import write_contact_sheet, write_video
 
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "pretrained" / "balls"
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "pretrained" / "balls"  # text to video
+SHIPPED_FRAMES_MODEL = SHIPPED_MODEL.with_name("balls_frames")  # the same, fine-tuned on every frame task (11.1-11.5)
+
+
+def shipped_model(frames: bool = False) -> Path:
+    """The model Kinema ships: for text to video, or (`frames`) for known frames, long videos and streams."""
+    return SHIPPED_FRAMES_MODEL if frames else SHIPPED_MODEL
 
 
 def _at_least(name: str, value, minimum: float, strict: bool = False):
@@ -34,6 +45,12 @@ def _at_least(name: str, value, minimum: float, strict: bool = False):
     if value < minimum or (strict and value == minimum):
         raise KinemaError(f"{name} must be {'greater than' if strict else 'at least'} {minimum}, got {value}")
     return value
+
+
+def _is_anchors(prompt) -> bool:
+    """True for one anchored prompt [(frame, text), ...] (as opposed to a list of prompts)."""
+    return isinstance(prompt, (list, tuple)) and bool(prompt) and all(
+        isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str) for item in prompt)
 
 
 class TextToVideoPipeline:
@@ -53,9 +70,10 @@ class TextToVideoPipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
-                        text_encoder: TextEncoder | None = None) -> TextToVideoPipeline:
-        """Load a model directory or training checkpoint; None loads the model Kinema ships."""
-        model, config, metadata = load_pretrained(SHIPPED_MODEL if path is None else path)
+                        text_encoder: TextEncoder | None = None, frames: bool = False) -> TextToVideoPipeline:
+        """Load a model directory or training checkpoint; None loads the model Kinema ships (`frames`: the one made
+        for known frames, long videos and streams, `shipped_model`)."""
+        model, config, metadata = load_pretrained(shipped_model(frames) if path is None else path)
         return cls(model, config, text_encoder, device, read_sampling_spec(config, metadata))
 
     @property
@@ -99,21 +117,87 @@ class TextToVideoPipeline:
             cond.labels = torch.cat([given, torch.full_like(given, -1)]) if guided else given
         return cond.to(self.device)
 
+    def _guided(self, texts: list[str], labels: Tensor | None, negative_prompt: str, guidance: float,
+                known: KnownPixels | None) -> DenoiseFn:
+        """The x0 denoiser of one text per video, with classifier-free guidance, reading `known` when the model
+        takes known pixels (both guidance branches see them: guidance acts on text and class only)."""
+        guided = guidance != 1.0 and (self.uses_text or labels is not None)
+        cond = self._conditioning(texts, labels, negative_prompt, guided)
+        if known is not None and "frames" in self.model.conditioning_fields:
+            rows = 2 if guided else 1
+            cond.frames, cond.frame_mask = known.video.repeat(rows, 1, 1, 1, 1), known.mask.repeat(rows, 1, 1, 1, 1)
+        denoise = x0_denoiser(lambda x, t: self.model(x, t, cond), self.schedule, self.config.diffusion.prediction)
+        return batched_classifier_free_guidance(denoise, guidance) if guided else denoise
+
+    def denoiser(self, plan: PromptPlan, start: int, stop: int, *, labels: Tensor | None = None,
+                 guidance: float = 1.0, negative_prompt: str = "", known: KnownPixels | None = None,
+                 known_guidance: float = 0.0, motion_strength: float | None = None,
+                 direction_guidance: float = 0.0) -> DenoiseFn:
+        """The guided x0 denoiser of frames start..stop-1 of the videos `plan` describes: each frame's estimate is
+        its phrases' estimates weighted by how much they own it; `known` (pixels of these frames) is kept by
+        replacement, after `known_guidance` steps of reconstruction guidance; `motion_strength` scales motion away
+        from the nearest known frame; `direction_guidance` steers single-phrase prompts with motion words."""
+        texts, weights = plan.window(start, stop)
+        known = None if known is None else known.to(self.device)
+        estimates = [self._guided(phrases, labels, negative_prompt, guidance, known) for phrases in texts]
+        if len(estimates) == 1:
+            denoise = estimates[0]
+        else:
+            shares = weights.to(self.device)[:, :, None, :, None, None]  # [B, K, 1, T, 1, 1]
+
+            def denoise(x: Tensor, t: Tensor) -> Tensor:
+                return sum(shares[:, k].to(x.dtype) * estimate(x, t) for k, estimate in enumerate(estimates))
+        directions = motion_from_prompts(texts[0]).to(self.device)
+        if direction_guidance > 0 and not plan.anchored and directions.any():
+            denoise = reconstruction_guidance(denoise, direction_energy(directions), direction_guidance)
+        if known is None:
+            return denoise
+        if motion_strength is not None:
+            if not known.whole_frames.any(dim=1).all():
+                raise KinemaError("motion strength scales motion away from a given frame: give a whole frame "
+                                  "(an image or keyframe) for every video")
+            denoise = known.scaling_motion(denoise, motion_strength)
+        return known.keeping(denoise, known_guidance)
+
+    def start(self, noise: Tensor, steps: int, time_grid: str, known: KnownPixels | None = None,
+              init_video: Tensor | None = None, strength: float = 1.0) -> tuple[Tensor, Tensor]:
+        """(x at the first time, the time grid) of a sampling run: `strength` < 1 starts from `init_video` noised to
+        time `strength` with the grid scaled to end there (SDEdit, Meng et al. 2022), using round(steps * strength)
+        steps; a model that reads known pixels takes wholly known frames clean at time 0 (a per-frame grid)."""
+        times = sampling_times(self.schedule, max(1, round(steps * strength)), time_grid) * strength
+        x = noise
+        if strength < 1:
+            alpha, sigma = self.schedule.alpha_sigma(torch.tensor(strength, dtype=torch.float64))
+            x = alpha.item() * init_video.to(noise) + sigma.item() * noise
+        if known is not None and "frames" in self.model.conditioning_fields and known.whole_frames.any():
+            whole = known.whole_frames.to(noise.device)
+            times = times[:, None, None].repeat(1, *whole.shape).masked_fill(whole.cpu(), 0.0)
+            x = torch.where(whole[:, None, :, None, None], known.video.to(noise), x)
+        return x, times
+
     @torch.no_grad()
-    def __call__(self, prompts: str | list[str], *, labels: int | str | Sequence[int | str] | None = None,
+    def __call__(self, prompts: PromptSpec | list[PromptSpec], *, labels: int | str | Sequence[int | str] | None = None,
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  steps: int | None = None, sampler: str | None = None, time_grid: str | None = None,
                  guidance: float | None = None, direction_guidance: float | None = None, seed: int = 0,
-                 negative_prompt: str = "", progress: bool = True) -> Tensor:
+                 negative_prompt: str = "", progress: bool = True, known: KnownPixels | None = None,
+                 known_guidance: float = 0.0, motion_strength: float | None = None,
+                 init_video: Tensor | None = None, strength: float | None = None, prompt_blend: int = 4) -> Tensor:
         """Generate one video per prompt (of class `labels`: one for all, or one per prompt); options left None take
         the model's sampling spec, and 0 is an error, never a default. `time_grid` spaces the sampler's times
         (uniform | trailing | karras | shifted, kinema.diffusion.time_grids).
 
-        `guidance` s mixes conditional and unconditional estimates as u + s (c - u), the unconditional one with the
-        negative prompt and no class. `direction_guidance` > 0 steers prompts with motion words ("to the left")
-        along their direction by reconstruction guidance with a direction energy (kinema.control.direction); it
-        costs a backward pass per step for those prompts."""
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        A prompt is a text, a "first A, then B" sequence or [(frame, text), ...] anchors: each phrase owns its frames,
+        cross-faded over `prompt_blend` frames (kinema.conditioning.anchored). `guidance` s mixes conditional and
+        unconditional estimates as u + s (c - u), the unconditional one with the negative prompt and no class.
+        `direction_guidance` > 0 steers prompts with motion words ("to the left") along their direction by
+        reconstruction guidance with a direction energy (kinema.control.direction); it costs a backward pass per step.
+
+        `known` gives frames or pixels to keep (kinema.pipelines.known: animation, prediction, interpolation,
+        inpainting); `known_guidance` adds reconstruction guidance toward them, `motion_strength` scales motion away
+        from the nearest given frame. `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1
+        samples afresh."""
+        prompts = [prompts] if isinstance(prompts, str) or _is_anchors(prompts) else list(prompts)
         spec, defaults = self.spec, self.spec.defaults
         steps = _at_least("steps", defaults.steps if steps is None else steps, 1)
         frames = _at_least("num_frames", spec.num_frames if num_frames is None else num_frames, 1)
@@ -122,24 +206,30 @@ class TextToVideoPipeline:
         guidance = defaults.guidance if guidance is None else guidance
         direction_guidance = _at_least("direction guidance", defaults.direction_guidance if direction_guidance is None
                                        else direction_guidance, 0)
+        strength = 1.0 if strength is None else strength
+        if not 0 <= strength <= 1:
+            raise KinemaError(f"strength must be in [0, 1] (0 returns the video, 1 samples afresh), got {strength}")
+        shape = (len(prompts), spec.channels, frames, height, width)
+        for name, given in (("known pixels", None if known is None else known.video), ("init video", init_video)):
+            if given is not None and tuple(given.shape) != shape:
+                raise KinemaError(f"{name} are {list(given.shape)} but the videos to make are {list(shape)} "
+                                  f"(videos, channels, frames, height, width)")
+        if strength < 1 and init_video is None:
+            raise KinemaError("strength below 1 edits a video: give init_video")
+        if strength == 0:
+            return init_video.clamp(-1, 1).cpu()
         sample_fn = get_sampler(defaults.sampler if sampler is None else sampler)
         label_indices = None if labels is None else self.class_labels(labels, len(prompts))
         generator = torch.Generator(self.device).manual_seed(seed)
-        noise = torch.randn((len(prompts), spec.channels, frames, height, width), generator=generator,
-                            device=self.device)
-
-        guided = guidance != 1.0 and (self.uses_text or label_indices is not None)
-        cond = self._conditioning(prompts, label_indices, negative_prompt, guided)
-        prediction = self.config.diffusion.prediction
-        denoise = x0_denoiser(lambda x, t: self.model(x, t, cond), self.schedule, prediction)
-        if guided:
-            denoise = batched_classifier_free_guidance(denoise, guidance)
-        directions = motion_from_prompts(prompts).to(self.device)
-        if direction_guidance > 0 and directions.any():
-            denoise = reconstruction_guidance(denoise, direction_energy(directions), direction_guidance)
-        times = sampling_times(self.schedule, steps, defaults.time_grid if time_grid is None else time_grid)
-        with tqdm(total=steps, desc="sampling", unit="step", disable=not progress, leave=False) as bar:
-            video = sample_fn(denoise, noise, times, self.schedule, generator=generator,
+        noise = torch.randn(shape, generator=generator, device=self.device)
+        plan = plan_prompts(prompts, frames, prompt_blend)
+        denoise = self.denoiser(plan, 0, frames, labels=label_indices, guidance=guidance,
+                                negative_prompt=negative_prompt, known=known, known_guidance=known_guidance,
+                                motion_strength=motion_strength, direction_guidance=direction_guidance)
+        x, times = self.start(noise, steps, defaults.time_grid if time_grid is None else time_grid, known,
+                              init_video, strength)
+        with tqdm(total=len(times) - 1, desc="sampling", unit="step", disable=not progress, leave=False) as bar:
+            video = sample_fn(denoise, x, times, self.schedule, generator=generator,
                               callback=lambda *_: bar.update(1))
         return video.clamp(-1, 1).cpu()
 

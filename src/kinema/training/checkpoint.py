@@ -24,6 +24,7 @@ from kinema.config import Config
 from kinema.errors import KinemaError
 from kinema.models.pretrained import (CONFIG_FILE, EMA_WEIGHTS_FILE, WEIGHTS_FILE, first_non_finite, load_weights,
                                       read_config, write_model_files)
+from kinema.training.fsdp import load_full_optimizer_state, load_full_state_dict
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "trainer_state.json"
@@ -110,11 +111,13 @@ def step_checkpoints(output_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[5:]))
 
 
-def save_checkpoint(output_dir: str | Path, config: Config, model: nn.Module, ema: nn.Module,
-                    optimizer: torch.optim.Optimizer, state: TrainingState, keep: int) -> Path:
+def save_checkpoint(output_dir: str | Path, config: Config, model: nn.Module | dict, ema: nn.Module | dict,
+                    optimizer: torch.optim.Optimizer | dict, state: TrainingState, keep: int) -> Path:
     """Write checkpoint `step_N` atomically, point `latest` at it, and delete all but the newest `keep` checkpoints
-    of the same run (never the one just written); refuse non-finite weights."""
-    weights, averaged = model.state_dict(), ema.state_dict()
+    of the same run (never the one just written); refuse non-finite weights. Model, EMA and optimizer may be given
+    as their whole state dicts (gathered from sharded processes)."""
+    weights, averaged, optimizer_state = (part if isinstance(part, dict) else part.state_dict()
+                                          for part in (model, ema, optimizer))
     for name, tensors in (("model", weights), ("EMA", averaged)):
         bad = first_non_finite(tensors)
         if bad:
@@ -123,7 +126,7 @@ def save_checkpoint(output_dir: str | Path, config: Config, model: nn.Module, em
     with atomic_directory(path) as tmp:
         write_model_files(tmp, config, weights, {"step": state.step})
         save_file({k: v.detach().contiguous().cpu() for k, v in averaged.items()}, str(tmp / EMA_WEIGHTS_FILE))
-        tensors, meta = _flatten_optimizer(optimizer.state_dict())
+        tensors, meta = _flatten_optimizer(optimizer_state)
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
         for rank, generators in enumerate(state.rng):
             save_file({k: v.contiguous().cpu() for k, v in generators.items()}, str(tmp / rng_file(rank)))
@@ -198,7 +201,8 @@ def clear_checkpoints(output_dir: str | Path) -> None:
 
 def load_checkpoint(path: Path, config: Config, model: nn.Module, ema: nn.Module,
                     optimizer: torch.optim.Optimizer) -> TrainingState:
-    """Restore weights, EMA and optimizer in place; refuse a checkpoint whose model, data or diffusion differ."""
+    """Restore weights, EMA and optimizer in place (into each process's shards under FSDP); refuse a checkpoint whose
+    model, data or diffusion differ."""
     saved, _ = read_config(path)
     for section in ("model", "data", "diffusion"):
         ours, theirs = config.to_dict()[section], saved.to_dict()[section]
@@ -207,11 +211,11 @@ def load_checkpoint(path: Path, config: Config, model: nn.Module, ema: nn.Module
             raise KinemaError(f"cannot resume from {path}: config key '{section}.{changed[0]}' differs "
                               f"(checkpoint has {theirs.get(changed[0])!r}, config has {ours[changed[0]]!r})")
     meta = _read_state(path)
-    model.load_state_dict(load_weights(path / WEIGHTS_FILE))
-    ema.load_state_dict(load_weights(path / EMA_WEIGHTS_FILE))
+    load_full_state_dict(model, load_weights(path / WEIGHTS_FILE))
+    load_full_state_dict(ema, load_weights(path / EMA_WEIGHTS_FILE))
     tensors = load_weights(path / OPTIMIZER_FILE)
     rng = [load_weights(path / rng_file(rank)) for rank in range(meta.get("processes", 0))]
     if not rng and "rng.generator" in tensors:  # checkpoints written before per-rank RNG files
         rng = [{"generator": tensors.pop("rng.generator"), "torch": tensors.pop("rng.torch")}]
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    load_full_optimizer_state(model, optimizer, _unflatten_optimizer(tensors, meta["optimizer"]))
     return TrainingState(step=meta["step"], run_id=meta.get("run") or path.name, rng=rng, scaler=meta.get("scaler"))

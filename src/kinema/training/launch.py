@@ -2,6 +2,8 @@
 
 Each process then builds its `Accelerator` from the launcher's environment (RANK, WORLD_SIZE, MASTER_ADDR, ...):
 one process per GPU with NCCL, or, on a machine without CUDA, N CPU processes with gloo (`ACCELERATE_USE_CPU`).
+`--fsdp` sets the variables accelerate's FSDP plugin reads (`ACCELERATE_USE_FSDP`, `FSDP_VERSION=2`; other `FSDP_*`
+variables, such as `FSDP_RESHARD_AFTER_FORWARD=false` for SHARD_GRAD_OP, pass through from the caller).
 `accelerate launch --cpu` would start only one process here: its `--cpu` path runs the script once unless an MPI
 hostfile is given, so Kinema calls `torch.distributed.run` itself.
 """
@@ -22,10 +24,13 @@ def launched() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
-def launch_command(processes: int, train_args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that run `kinema train *train_args` in `processes` local processes."""
+def launch_command(processes: int, train_args: list[str], fsdp: bool = False) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run `kinema train *train_args` in `processes` local processes, their
+    weights sharded (FSDP2) when `fsdp`."""
     if processes < 1:
         raise KinemaError(f"--processes must be at least 1, got {processes}")
+    if fsdp and processes < 2:
+        raise KinemaError(f"--fsdp shards the model over processes: give --processes 2 or more, got {processes}")
     gpus = torch.cuda.device_count()
     if 0 < gpus < processes:
         raise KinemaError(f"--processes {processes} asks for more processes than this machine's {gpus} GPU(s)")
@@ -33,12 +38,14 @@ def launch_command(processes: int, train_args: list[str]) -> tuple[list[str], di
     if gpus == 0:
         env.setdefault("ACCELERATE_USE_CPU", "true")  # gloo; and one thread per process unless the user said more
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    if fsdp:
+        env.update(ACCELERATE_USE_FSDP="true", FSDP_VERSION="2")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
                "-m", "kinema.cli", "train", *train_args]
     return command, env
 
 
-def launch(processes: int, train_args: list[str]) -> int:
-    """Run `kinema train *train_args` in `processes` local processes; their exit code."""
-    command, env = launch_command(processes, train_args)
+def launch(processes: int, train_args: list[str], fsdp: bool = False) -> int:
+    """Run `kinema train *train_args` in `processes` local processes (sharded when `fsdp`); their exit code."""
+    command, env = launch_command(processes, train_args, fsdp)
     return subprocess.run(command, env=env).returncode

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, gather_object
+from accelerate.utils import gather_object
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, IterableDataset
 from torch.utils.tensorboard import SummaryWriter
@@ -35,6 +35,7 @@ from kinema.data.buckets import BucketBatchSampler
 from kinema.data.registry import build_dataset
 from kinema.data.sampler import ResumableBatchSampler, ResumableRandomSampler
 from kinema.diffusion import DiffusionLoss, build_schedule
+from kinema.diffusion.frame_tasks import PIXEL_TASKS, draw_frame_tasks
 from kinema.diffusion.loss import draw
 from kinema.errors import KinemaError
 from kinema.models.pretrained import init_from_pretrained
@@ -42,6 +43,7 @@ from kinema.models.registry import build_model
 from kinema.training.checkpoint import (TrainingState, checkpoint_dir, checkpoints_folder, clear_checkpoints,
                                         load_checkpoint, remove_stale_writes, resume_checkpoint, save_checkpoint,
                                         step_checkpoints)
+from kinema.training.fsdp import enable_fsdp, full_optimizer_state, full_state_dict, shard_like
 from kinema.training.samples import write_samples
 
 
@@ -68,9 +70,7 @@ class Trainer:
         self.progress = progress
         train = config.train
         self.accelerator = Accelerator(mixed_precision=train.mixed_precision)
-        if self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-            raise KinemaError(f"the accelerate config asks for {self.accelerator.distributed_type.value}, which "
-                              "Kinema's trainer does not support yet (it saves whole weights); use multi-GPU (DDP)")
+        self.sharded = enable_fsdp(self.accelerator)  # FSDP2: model, gradients, optimizer state and EMA in shards
         self.output_dir = Path(train.output_dir)
         self._claim_output_dir(resume, overwrite)
         torch.manual_seed(train.seed)
@@ -90,12 +90,20 @@ class Trainer:
         if text_dim and text_dim != self.text_encoder.dim:
             raise KinemaError(f"config key 'model.text_dim' is {text_dim} but text encoder "
                               f"'{train.text_encoder}' gives {self.text_encoder.dim}-d tokens")
+        pixel_tasks = sorted(set(train.frame_tasks) & set(PIXEL_TASKS))
+        if pixel_tasks and not self.model.frame_conditioning:
+            raise KinemaError(f"config key 'train.frame_tasks': {', '.join(pixel_tasks)} give parts of frames, which "
+                              f"only a model with model.frame_conditioning=true can read")
         self.loss_fn = DiffusionLoss(build_schedule(config.diffusion.schedule, config.diffusion.shift),
                                      config.diffusion.prediction, config.diffusion.per_frame_noise)
         self.step = 0
         self.run_id = uuid.uuid4().hex  # names this run's checkpoints, so that pruning never touches another run's
         self.last_checkpoint: Path | None = None  # the newest checkpoint of this run on disk
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        if self.sharded:
+            shard_like(self.ema.module, self.model, self.accelerator)
+            self.accelerator.print(f"FSDP2: weights, gradients, optimizer state and EMA sharded over "
+                                   f"{self.accelerator.num_processes} processes")
         self._tidy_output_dir(overwrite)
         if resume:
             self._resume()
@@ -200,19 +208,46 @@ class Trainer:
         cond = prompt_conditioning(captions, self.text_encoder, fields)
         return replace(cond, **extra).to(self.accelerator.device)
 
+    def _frame_tasks(self, video: torch.Tensor, cond: Conditioning,
+                     generators: list[torch.Generator]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(known pixels, per-frame levels) of each sample's frame task (`train.frame_tasks`), or (None, None);
+        a frame-conditioned model also gets the known pixels in `cond`."""
+        if not self.config.train.frame_tasks:
+            return None, None
+        known, levels = draw_frame_tasks(self.config.train.frame_tasks, video.shape, generators)
+        known, levels = known.to(video.device), levels.to(video.device)
+        if "frames" in self.accelerator.unwrap_model(self.model).conditioning_fields:
+            cond.frames, cond.frame_mask = video, known
+        return known, levels
+
     def _save(self) -> Path | None:
         """Write a checkpoint of this step (every process's generators included); Ctrl-C waits until it is whole."""
         rng = gather_object([self._rng_states()])
+        model = self.accelerator.unwrap_model(self.model)  # whole state dicts, gathered from the shards under FSDP
+        weights, averaged = full_state_dict(model), full_state_dict(self.ema.module)
+        optimizer = full_optimizer_state(model, self.optimizer)
         self.accelerator.wait_for_everyone()
         with interrupts_deferred():
             if self.accelerator.is_main_process:
                 scaler = self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else None
                 state = TrainingState(self.step, self.run_id, rng, scaler)
-                save_checkpoint(self.output_dir, self.config, self.accelerator.unwrap_model(self.model),
-                                self.ema.module, self.optimizer, state, self.config.train.keep_checkpoints)
+                save_checkpoint(self.output_dir, self.config, weights, averaged, optimizer, state,
+                                self.config.train.keep_checkpoints)
             self.accelerator.wait_for_everyone()
             self.last_checkpoint, self._saved_step = checkpoint_dir(self.output_dir, self.step), self.step
         return self.last_checkpoint
+
+    def _sampling_model(self) -> torch.nn.Module | None:
+        """The EMA model that the main process samples from (others get None); under FSDP it is gathered whole from
+        the shards, so every process must call this."""
+        if not self.sharded:
+            return self.ema.module if self.accelerator.is_main_process else None
+        averaged = full_state_dict(self.ema.module)
+        if not self.accelerator.is_main_process:
+            return None
+        model = build_model(self.config.model_name, self.config.model)
+        model.load_state_dict(averaged)
+        return model.to(self.accelerator.device)
 
     def _stopped(self, what: str) -> TrainingDiverged:
         return TrainingDiverged(f"{what} at step {self.step + 1}; stopped without saving "
@@ -242,8 +277,10 @@ class Trainer:
             video = batch["video"].to(self.accelerator.device)
             generators = self.sample_generators(self.step * len(batches) + i, len(video))
             cond = self._conditioning(batch, generators)
+            known, levels = self._frame_tasks(video, cond, generators)
             with self.accelerator.autocast():
-                loss = self.loss_fn(lambda x, t: self.model(x, t, cond), video, generator=generators) / len(batches)
+                loss = self.loss_fn(lambda x, t: self.model(x, t, cond), video, generator=generators, known=known,
+                                    levels=levels) / len(batches)
             if not torch.isfinite(loss):
                 raise self._stopped(f"loss is {loss.item() * len(batches)}")
             last = i == len(batches) - 1  # gradients are averaged across processes once, after the last
@@ -294,8 +331,10 @@ class Trainer:
                 stop = self.step == last_step or out_of_time()
                 if self.step % train.checkpoint_every == 0 or stop:
                     self._save()
-                if train.sample_every and self.step % train.sample_every == 0 and writer:
-                    write_samples(self.ema.module, self.config, self.text_encoder, self.output_dir, self.step, writer)
+                if train.sample_every and self.step % train.sample_every == 0:
+                    model = self._sampling_model()  # every process takes part under FSDP
+                    if writer:
+                        write_samples(model, self.config, self.text_encoder, self.output_dir, self.step, writer)
                 if stop:
                     break
         except KeyboardInterrupt:

@@ -4,6 +4,7 @@ from kinema.video.convert import as_rgb, from_uint8, to_uint8, upscale_nearest
 from kinema.video.io import (
     READABLE_SUFFIXES,
     VIDEO_FORMATS,
+    VideoWriter,
     decode_frames,
     format_from_path,
     probe_video,
@@ -15,6 +16,7 @@ from kinema.video.sheet import contact_sheet, write_contact_sheet
 __all__ = [
     "READABLE_SUFFIXES",
     "VIDEO_FORMATS",
+    "VideoWriter",
     "as_rgb",
     "contact_sheet",
     "decode_frames",

@@ -140,29 +140,89 @@ def read_video(
 
 def _write_yuv(temp: Path, frames: np.ndarray, rate: Fraction, fmt: str) -> None:
     """Encode uint8 RGB frames `[T, H, W, 3]` as yuv420p H.264 (mp4) or VP9 (webm)."""
-    codec, codec_options, muxer_options = _CODECS[fmt]
-    _, height, width, _ = frames.shape
-    if height % 2 or width % 2:  # 4:2:0 chroma needs even sizes
-        frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-    with av.open(str(temp), "w", format=fmt, options=muxer_options) as container:
-        if frames.shape[1:3] != (height, width):
-            container.metadata[_SIZE_TAG] = f"{width}x{height}"
-        stream = container.add_stream(codec, rate=rate, options=codec_options)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        context = stream.codec_context
+    with _YuvEncoder(temp, rate, fmt, frames.shape[1:3]) as encoder:
+        for rgb in frames:
+            encoder.encode(rgb)
+
+
+class _YuvEncoder:
+    """An open yuv420p H.264 (mp4) or VP9 (webm) file of frames `size` (H, W) that takes uint8 RGB frames one by one
+    (odd sizes are edge-padded to even and tagged)."""
+
+    def __init__(self, temp: Path, rate: Fraction, fmt: str, size: tuple[int, int]):
+        codec, codec_options, muxer_options = _CODECS[fmt]
+        self.size, self.rate, self.count = tuple(size), rate, 0
+        height, width = size
+        self.container = av.open(str(temp), "w", format=fmt, options=muxer_options)
+        if height % 2 or width % 2:  # 4:2:0 chroma needs even sizes
+            self.container.metadata[_SIZE_TAG] = f"{width}x{height}"
+        self.stream = self.container.add_stream(codec, rate=rate, options=codec_options)
+        self.stream.width, self.stream.height = width + width % 2, height + height % 2
+        self.stream.pix_fmt = "yuv420p"
+        context = self.stream.codec_context
         context.colorspace = context.color_primaries = context.color_trc = _BT709
         context.color_range = ColorRange.MPEG
-        for index, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-                format="yuv420p",
-                dst_colorspace=Colorspace.ITU709,
-                dst_color_range=ColorRange.MPEG,
-                interpolation=Interpolation.AREA,  # box-filtered chroma
-            )
-            frame.pts, frame.time_base = index, 1 / rate
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+
+    def encode(self, rgb: np.ndarray) -> None:
+        """Encode the next frame `[H, W, 3]` uint8."""
+        height, width = self.size
+        rgb = np.pad(rgb, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+            format="yuv420p",
+            dst_colorspace=Colorspace.ITU709,
+            dst_color_range=ColorRange.MPEG,
+            interpolation=Interpolation.AREA,  # box-filtered chroma
+        )
+        frame.pts, frame.time_base = self.count, 1 / self.rate
+        self.container.mux(self.stream.encode(frame))
+        self.count += 1
+
+    def __enter__(self) -> "_YuvEncoder":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            if kind is None:
+                self.container.mux(self.stream.encode(None))
+        finally:
+            self.container.close()
+
+
+class VideoWriter:
+    """Write one video frame by frame (`write(frame [C, H, W])` in [-1, 1]) as mp4 or webm, holding one frame in
+    memory, for videos of any length; the file appears, atomically, when the `with` block ends without error."""
+
+    def __init__(self, path: str | os.PathLike, fps: float = 8, format: str | None = None, scale: int = 1):
+        path = Path(path)
+        self.format = format_from_path(path) if format is None else format.lower()
+        if self.format not in VIDEO_FORMATS:
+            raise KinemaError(f"{path}: unknown video format {format!r}; expected one of {VIDEO_FORMATS}")
+        if self.format == "gif":
+            raise KinemaError(f"{path}: a gif's palette needs every frame at once: write mp4 or webm frame by frame")
+        if not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
+            raise KinemaError(f"{path}: fps must be a positive number, got {fps!r}")
+        self.path, self.rate, self.scale = path, Fraction(float(fps)).limit_denominator(1001), scale
+        self._files = contextlib.ExitStack()
+        self._encoder: _YuvEncoder | None = None
+
+    def write(self, frame: Tensor) -> None:
+        """Append one frame `[C, H, W]` in [-1, 1]; every frame must have the first one's size."""
+        rgb = to_uint8(upscale_nearest(as_rgb(frame[:, None]), self.scale))[0]
+        if self._encoder is None:
+            temp = self._files.enter_context(atomic_path(self.path))
+            self._encoder = self._files.enter_context(_YuvEncoder(temp, self.rate, self.format, rgb.shape[:2]))
+        elif rgb.shape[:2] != self._encoder.size:
+            raise KinemaError(f"{self.path}: frame {self._encoder.count} is {rgb.shape[1]}x{rgb.shape[0]}, the "
+                              f"first was {self._encoder.size[1]}x{self._encoder.size[0]}")
+        self._encoder.encode(rgb)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self._encoder is None and kind is None:
+            raise KinemaError(f"{self.path}: no frame was written")
+        self._files.__exit__(kind, error, trace)
 
 
 def _write_gif(temp: Path, frames: np.ndarray, fps: float) -> None:
