@@ -61,9 +61,8 @@ class Denoiser(nn.Module):
 
     def known_pixels(self, x: Tensor, cond: Conditioning) -> Tensor:
         """[B, C + 1, T, H, W]: the known pixels (0 elsewhere) and the mask, the extra input of a frame-conditioned
-        model; all zeros without `cond.frames`, so that input layers without bias read "nothing known" as zero."""
-        if cond.frames is None:
-            return x.new_zeros(x.shape[0], x.shape[1] + 1, *x.shape[2:])
+        model. Its input layers have no bias, so without `cond.frames` ("nothing known", all zeros) they are
+        skipped."""
         mask = cond.frame_mask.to(x.dtype)
         return torch.cat([cond.frames.to(x.dtype) * mask, mask], dim=1)
 

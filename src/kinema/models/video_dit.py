@@ -239,7 +239,7 @@ class VideoDiT(Denoiser):
             raise KinemaError(f"video {frames}x{height}x{width} must be divisible by the patch size {pt}x{ph}x{pw}")
         grid = (frames // pt, height // ph, width // pw)
         embedded = self.patch_embed(x)
-        if self.frames_embed is not None:
+        if self.frames_embed is not None and cond.frames is not None:
             embedded = embedded + self.frames_embed(self.known_pixels(x, cond))
         tokens = rearrange(embedded, "b d t h w -> b (t h w) d")
         if self.config.positions == "sincos":

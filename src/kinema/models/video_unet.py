@@ -292,7 +292,7 @@ class VideoUNet(Denoiser):
 
         to_patches = "b c t (h p1) (w p2) -> b (c p1 p2) t h w"
         h = self.conv_in(rearrange(x, to_patches, p1=p, p2=p))
-        if self.frames_in is not None:
+        if self.frames_in is not None and cond.frames is not None:
             h = h + self.frames_in(rearrange(self.known_pixels(x, cond), to_patches, p1=p, p2=p))
         skips = [h]
         for level, down in zip(self.down_levels, self.downsamplers):
