@@ -67,7 +67,7 @@ def main() -> None:
     total = sum(timings.values())
 
     print(f"{args.videos} videos of {args.frames} x {args.size} x {args.size}, {args.threads} threads")
-    print(f"| stage | seconds |\n|---|---|")
+    print("| stage | seconds |\n|---|---|")
     for name, seconds in timings.items():
         print(f"| {name} | {seconds:.1f} |")
     print(f"| total | {total:.1f} |")

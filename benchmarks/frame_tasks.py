@@ -20,9 +20,10 @@ clip's own caption. Tasks, all through the Python API (TextToVideoPipeline, Know
 - inpainting: a space-time box over the first ball (frames T/4..3T/4, a 3/8-side square) made anew; PSNR of the
   pixels outside the box (kept by replacement) and inside it against the truth, next to filling the hole with
   the frame before it;
-- edit (SDEdit): the caption with the first ball's colour changed to one absent from the clip, from the clip
-  noised to each strength; mean distance (px) of the tracked paths from the input's, the share of clips within
-  2 px, how often the balls' colours become the asked ones (the majority colour class of each track), and both.
+- edit: the caption with the first ball's colour changed to one absent from the clip, from the clip noised to each
+  strength (SDEdit) or from its DDIM inversion to that strength under its own caption (edit_inverted); mean
+  distance (px) of the tracked paths from the input's, the share of clips within 2 px, how often the balls' colours
+  become the asked ones (the majority colour class of each track), and both.
 
     python benchmarks/frame_tasks.py                                   # the shipped model, 32 clips
     python benchmarks/frame_tasks.py --checkpoint runs/balls_frames/checkpoints/step_0002400 --clips 8
@@ -62,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT_SEED = 20261129
 STRENGTHS = (0.2, 0.4, 0.6, 0.8)
 PATH_TOLERANCE_PX = 2.0
+EDITED_SHARE = 0.8  # edits that must change the colour with the path kept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,15 +236,16 @@ class Runner:
         self.pipe, self.args, self.seconds = pipe, args, {}
 
     def __call__(self, task: str, captions: list[str], clips: Tensor, mask: Tensor | None = None,
-                 strength: float | None = None) -> Tensor:
-        """The model's videos for `captions`: the clips' pixels under `mask` known, or SDEdit at `strength`."""
+                 strength: float | None = None, sources: list[str] | None = None) -> Tensor:
+        """The model's videos for `captions`: the clips' pixels under `mask` known, or edits at `strength` (SDEdit,
+        or from the clips' DDIM inversion under their `sources` captions)."""
         started, out = time.perf_counter(), []
         for start in range(0, len(captions), self.args.batch):
             part = slice(start, start + self.args.batch)
             known = None if mask is None else KnownPixels(clips[part], mask[part])
             out.append(self.pipe(captions[part], known=known, steps=self.args.steps, seed=self.args.seed + start,
                                  init_video=None if strength is None else clips[part], strength=strength,
-                                 progress=False))
+                                 source_prompt=None if sources is None else sources[part], progress=False))
         self.seconds[task] = (time.perf_counter() - started) / len(captions)
         return torch.cat(out)
 
@@ -288,13 +291,16 @@ def inpainting(run: Runner, clips_info: list[BallsClip], captions: list[str], cl
             for name, video in (("kinema", made), ("copy_previous_frame", copied))}
 
 
-def edit(run: Runner, clips_info: list[BallsClip], clips: Tensor, seed: int) -> dict:
-    """SDEdit with the first ball recoloured in the caption, at each strength: path error and colour changed."""
+def edit(run: Runner, clips_info: list[BallsClip], clips: Tensor, seed: int, inverted: bool) -> dict:
+    """The first ball recoloured in the caption, at each strength, by SDEdit or (`inverted`) from the clip's DDIM
+    inversion under its own caption: path error and colour changed."""
     asked = [recoloured(clip, seed, i) for i, clip in enumerate(clips_info)]
+    sources = [clip.caption for clip in clips_info] if inverted else None
     frames = list(range(clips.shape[2]))
     out = {"prompts": [caption for caption, _ in asked]}
     for strength in STRENGTHS:
-        made = run(f"edit_{strength}", [caption for caption, _ in asked], clips, strength=strength)
+        made = run(f"edit{'_inverted' * inverted}_{strength}", [caption for caption, _ in asked], clips,
+                   strength=strength, sources=sources)
         errors = [position_error(m, c, frames)[0] for m, c in zip(made, clips)]
         kept = [float(e <= PATH_TOLERANCE_PX) for e in errors]
         changed = [float(track_colours(track_balls(m)) == colours) for m, (_, colours) in zip(made, asked)]
@@ -332,8 +338,11 @@ def summary(report: dict) -> dict:
     targets["animate: count and colours kept as often as in real clips"] = \
         animate["kinema"]["both_kept"] >= animate["real"]["both_kept"]
     targets["inpaint: pixels outside the hole >= 40 dB"] = m["inpaint"]["kinema"]["psnr_outside"] >= 40
-    targets[f"edit: mean path error <= {PATH_TOLERANCE_PX:g} px at strength <= 0.6"] = all(
-        m["edit"][str(s)]["path_error_px"] <= PATH_TOLERANCE_PX for s in STRENGTHS if s <= 0.6)
+    for task in ("edit", "edit_inverted"):
+        targets[f"{task}: mean path error <= {PATH_TOLERANCE_PX:g} px at strength <= 0.6"] = all(
+            m[task][str(s)]["path_error_px"] <= PATH_TOLERANCE_PX for s in STRENGTHS if s <= 0.6)
+        targets[f"{task}: at strength 0.6, colour changed as asked with the path kept in >= {EDITED_SHARE:g} of "
+                f"clips"] = m[task]["0.6"]["both"] >= EDITED_SHARE
     return {"means": m, "targets": targets}
 
 
@@ -356,10 +365,11 @@ def table(report: dict) -> str:
     lines += ["", "| inpaint | PSNR outside dB | PSNR inside dB |", "|---|---|---|"]
     lines += [f"| {name} | {row['psnr_outside']:.1f} | {row['psnr_inside']:.2f} |"
               for name, row in m["inpaint"].items()]
-    lines += ["", f"| edit strength | path error px | paths within {PATH_TOLERANCE_PX:g} px | "
-              f"colour changed as asked | both |", "|---|---|---|---|---|"]
-    lines += [f"| {s} | {row['path_error_px']:.2f} | {row['path_kept']:.2f} | {row['colour_changed']:.2f} | "
-              f"{row['both']:.2f} |" for s, row in ((s, m["edit"][str(s)]) for s in STRENGTHS)]
+    lines += ["", f"| edit | strength | path error px | paths within {PATH_TOLERANCE_PX:g} px | "
+              f"colour changed as asked | both |", "|---|---|---|---|---|---|"]
+    lines += [f"| {task} | {s} | {row['path_error_px']:.2f} | {row['path_kept']:.2f} | {row['colour_changed']:.2f} | "
+              f"{row['both']:.2f} |" for task in ("edit", "edit_inverted") for s, row in
+              ((s, m[task][str(s)]) for s in STRENGTHS)]
     lines += ["", "| target | met |", "|---|---|"]
     lines += [f"| {name} | {'yes' if met else 'no'} |" for name, met in report["summary"]["targets"].items()]
     return "\n".join(lines)
@@ -404,7 +414,8 @@ def run(args: argparse.Namespace) -> dict:
     tasks["interpolate_first_last"] = interpolation(runner, "interpolate_first_last", captions, clips, [0, frames - 1])
     tasks["animate"] = animation(runner, captions, clips)
     tasks["inpaint"] = inpainting(runner, info, captions, clips)
-    tasks["edit"] = edit(runner, info, clips, args.data_seed)
+    tasks["edit"] = edit(runner, info, clips, args.data_seed, inverted=False)
+    tasks["edit_inverted"] = edit(runner, info, clips, args.data_seed, inverted=True)
     defaults = pipe.spec.defaults
     report = {
         "checkpoint": checkpoint_name(args.checkpoint),

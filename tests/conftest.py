@@ -8,7 +8,7 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # 2 cores on CI; fewer when shared
 
 TINY_OVERRIDES = [
     "model.channels=8", "model.channel_mult=[1,2]", "model.attention=[temporal,joint]", "model.heads=2",

@@ -119,7 +119,8 @@ def test_frame_tasks_tiny_run_keeps_the_given_pixels_and_reports_every_task(benc
     assert report["tasks"]["predict_4"]["given_frames"] == [0, 1, 2, 3]
     for task in ("predict_2", "predict_4", "interpolate_every_other", "interpolate_first_last"):
         assert "kinema" in means[task] and len(means[task]) == 3  # the model and its two baselines
-    assert set(report["tasks"]["edit"]) == {"prompts", "0.2", "0.4", "0.6", "0.8"}
+    for task in ("edit", "edit_inverted"):
+        assert set(report["tasks"][task]) == {"prompts", "0.2", "0.4", "0.6", "0.8"}
     saved = json.loads((tmp_path / "frame_tasks.json").read_text())
     assert saved["data"]["seed"] == 20261129 and len(saved["data"]["captions"]) == 2
 

@@ -211,6 +211,19 @@ def test_edit_at_strength_zero_writes_the_input(model_dir, tmp_path):
     assert np.array_equal(sheet_frames(tmp_path / "sheet.png", FRAMES), given)
 
 
+def test_edit_from_the_source_prompts_inversion_keeps_the_input_closer(model_dir, tmp_path):
+    given = write_clip(tmp_path / "in.mp4", FRAMES).astype(float)
+    errors = {}
+    for name, extra in (("inverted", ["--source", "a blue ball"]), ("noised", [])):
+        args = ["edit", tmp_path / "in.mp4", "a blue ball", "--strength", "0.5", "--sampler", "ddim", "--steps", "40",
+                "--guidance", "1", *extra, "-o", tmp_path / f"{name}.mp4", "--sheet", tmp_path / f"{name}.png",
+                "-c", model_dir, "--scale", "2"]
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.stderr
+        errors[name] = np.abs(sheet_frames(tmp_path / f"{name}.png", FRAMES) - given).mean()
+    assert errors["inverted"] < 0.25 * errors["noised"]
+
+
 def test_an_input_of_another_size_is_resized_with_a_note(model_dir, tmp_path):
     Image.fromarray(np.full((2 * SIZE, 3 * SIZE, 3), 200, np.uint8)).save(tmp_path / "big.png")
     result = run(model_dir, "animate", tmp_path / "big.png", "-o", tmp_path / "out.mp4", "--sheet",

@@ -47,13 +47,18 @@ def atomic_directory(path: str | Path, keep_other_files: bool = False) -> Iterat
     try:
         yield tmp
         mask = _umask()
-        for file in tmp.iterdir():
+        for file in tmp.rglob("*"):  # a folder inside (e.g. a latent model's autoencoder) too
+            if file.is_dir():
+                os.chmod(file, 0o777 & ~mask)
+                continue
             with open(file, "rb") as handle:
                 os.fsync(handle.fileno())
             os.chmod(file, 0o666 & ~mask)  # some writers (safetensors) create 0600 files
         os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700
         if keep_other_files and path.is_dir():
             for file in sorted(tmp.iterdir(), key=lambda f: f.suffix == ".json"):  # config last: it names the rest
+                if file.is_dir() and (path / file.name).is_dir():
+                    shutil.rmtree(path / file.name)
                 os.replace(file, path / file.name)
         elif path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")

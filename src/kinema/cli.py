@@ -127,7 +127,8 @@ def _prompt_spec(prompt: str | None, prompt_at: list[str] | None):
 
 
 def _generate(checkpoint: Path | None, prompts: list, output: Path, format: str | None, sheet: Path | None,
-              scale: int, fps: float | None, device: str, long: dict | None = None, task=None, **sampling) -> None:
+              scale: int, fps: float | None, device: str, long: dict | None = None, task=None,
+              quantize: str | None = None, **sampling) -> None:
     """Sample `prompts` (`sampling`: the pipeline's keyword options) and write the videos; one prompt asking for
     more frames than the model makes streams through the `long` options (kinema.pipelines.long_video); a frame
     task `task(pipe, prompts, **sampling)` (kinema.pipelines.tasks) makes the videos in place of the pipeline."""
@@ -153,7 +154,8 @@ def _generate(checkpoint: Path | None, prompts: list, output: Path, format: str 
         _check_writable(path)
     frames = sampling.pop("num_frames", None)
     longer = long is not None and frames is not None and frames > _model_spec(checkpoint).num_frames
-    pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device), frames=longer or task is not None)
+    pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device), frames=longer or task is not None,
+                                               quantize=quantize)
     if longer:
         from kinema.pipelines.long_video import write_long
 
@@ -197,6 +199,8 @@ OVERLAP = typer.Option(None, "--overlap", help="window mode: frames each window 
 PARTITIONS = typer.Option(2, "--partitions", help="fifo mode: windows in the queue (steps per frame = window x "
                           "partitions)")
 WIDTH = typer.Option(None, "--width", help="video width (default: the model's sampling size)")
+QUANTIZE = typer.Option(None, "--quantize", help="int8: run with 8-bit weights (Linear and Conv layers; smaller, "
+                        "close to the float model)")
 
 
 @app.command()
@@ -214,14 +218,16 @@ def generate(
     fps: Optional[float] = FPS, device: str = DEVICE, label: Optional[list[str]] = LABEL,
     height: Optional[int] = HEIGHT, width: Optional[int] = WIDTH, prompt_at: Optional[list[str]] = PROMPT_AT,
     long_mode: str = LONG_MODE, window: Optional[int] = WINDOW, overlap: Optional[int] = OVERLAP,
-    partitions: int = PARTITIONS,
+    partitions: int = PARTITIONS, quantize: Optional[str] = QUANTIZE,
 ):
-    """Generate a video from a text prompt (with the shipped model unless --checkpoint is given); longer than the
-    model's frames, it is made window by window at flat memory and written frame by frame."""
+    """Generate a video from a text prompt (the shipped model unless --checkpoint); longer ones window by window.
+
+    Longer than the model's frames, a video is made window by window at flat memory and written frame by frame."""
     long = dict(mode=long_mode, window=window, overlap=overlap, partitions=partitions)
     _generate(checkpoint, [_prompt_spec(prompt, prompt_at)], output, format, sheet, scale, fps, device, long,
-              seed=seed, num_frames=num_frames, steps=steps, sampler=sampler, time_grid=time_grid, guidance=guidance,
-              direction_guidance=direction_guidance, labels=label or None, height=height, width=width)
+              quantize=quantize, seed=seed, num_frames=num_frames, steps=steps, sampler=sampler, time_grid=time_grid,
+              guidance=guidance, direction_guidance=direction_guidance, labels=label or None, height=height,
+              width=width)
 
 
 @app.command(name="stream")
@@ -237,6 +243,7 @@ def stream_(
     sampler: Optional[str] = SAMPLER, time_grid: Optional[str] = TIME_GRID, guidance: Optional[float] = GUIDANCE,
     direction_guidance: Optional[float] = DIRECTION, scale: int = SCALE, device: str = DEVICE,
     label: Optional[list[str]] = LABEL, height: Optional[int] = HEIGHT, width: Optional[int] = WIDTH,
+    quantize: Optional[str] = QUANTIZE,
 ):
     """Write PNG frames as soon as each is final, at flat memory; print the time to the first frame and frames/s."""
     from kinema.pipelines.long_video import generate_long, throughput, timed
@@ -246,7 +253,7 @@ def stream_(
     if output.exists() and not output.is_dir():
         raise KinemaError(f"cannot write frames into {output}: it is not a directory")
     spec = _prompt_spec(prompt, prompt_at)
-    pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device), frames=True)
+    pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device), frames=True, quantize=quantize)
     made = generate_long(pipe, spec, frames, mode=long_mode, window=window, overlap=overlap, partitions=partitions,
                          seed=seed, steps=steps, sampler=sampler, time_grid=time_grid, guidance=guidance,
                          direction_guidance=direction_guidance, labels=label or None, height=height, width=width)
@@ -271,15 +278,15 @@ def sample(
     time_grid: Optional[str] = TIME_GRID, guidance: Optional[float] = GUIDANCE,
     direction_guidance: Optional[float] = DIRECTION, scale: int = SCALE,
     fps: Optional[float] = FPS, device: str = DEVICE, label: Optional[list[str]] = LABEL,
-    height: Optional[int] = HEIGHT, width: Optional[int] = WIDTH,
+    height: Optional[int] = HEIGHT, width: Optional[int] = WIDTH, quantize: Optional[str] = QUANTIZE,
 ):
     """Sample videos from any checkpoint."""
     from kinema.models.pretrained import read_config
     from kinema.models.sampling_spec import read_sampling_spec
 
     prompts = prompt or read_sampling_spec(*read_config(checkpoint)).defaults.prompts
-    _generate(checkpoint, prompts, output, format, sheet, scale, fps, device, seed=seed, num_frames=num_frames,
-              steps=steps, sampler=sampler, time_grid=time_grid, guidance=guidance,
+    _generate(checkpoint, prompts, output, format, sheet, scale, fps, device, quantize=quantize, seed=seed,
+              num_frames=num_frames, steps=steps, sampler=sampler, time_grid=time_grid, guidance=guidance,
               direction_guidance=direction_guidance, labels=label or None, height=height, width=width)
 
 
@@ -323,6 +330,7 @@ TASK_OPTIONS = {  # options every frame task takes: name -> (type, option)
     "seed": (int, SEED), "steps": (Optional[int], STEPS), "sampler": (Optional[str], SAMPLER),
     "time_grid": (Optional[str], TIME_GRID), "guidance": (Optional[float], GUIDANCE), "format": (Optional[str], FORMAT),
     "sheet": (Optional[Path], SHEET), "scale": (int, SCALE), "fps": (Optional[float], FPS), "device": (str, DEVICE),
+    "quantize": (Optional[str], QUANTIZE),
 }
 
 
@@ -476,16 +484,25 @@ def edit(
     prompt: str = typer.Argument(..., help="what the edited video shows, e.g. 'a blue ball bounces'"),
     strength: float = typer.Option(0.6, "--strength", help="0 returns the video, 1 samples afresh; between, the "
                                    "motion is kept and what the prompt says changes"),
+    source: Optional[str] = typer.Option(None, "--source", help="what the video shows, e.g. 'a red ball bounces': "
+                                         "the edit starts from the video's DDIM inversion under it instead of fresh "
+                                         "noise, which keeps paths closer at high strength"),
     options: dict = None,
 ):
-    """Edit a video with a prompt (SDEdit): keep its motion, change what the prompt says."""
+    """Edit a video with a prompt (SDEdit, or from its DDIM inversion): keep its motion, change what it shows."""
     from kinema.pipelines.tasks import editing
 
     if not 0 <= strength <= 1:
         raise KinemaError(f"--strength must be in [0, 1] (0 returns the video, 1 samples afresh), got {strength}")
     notes = []
     video, fps = _read_fitted(clip, _model_spec(options["checkpoint"]), notes)
-    _run_task({**options, "prompt": prompt}, editing(video), notes, fps, init_video=video[None], strength=strength)
+    _run_task({**options, "prompt": prompt}, editing(video), notes, fps, init_video=video[None], strength=strength,
+              source_prompt=source)
+
+
+RESUME = typer.Option(False, "--resume", help="continue from the newest checkpoint in train.output_dir")
+OVERWRITE = typer.Option(False, "--overwrite", help="delete the checkpoints already in train.output_dir and start "
+                         "afresh (without it, a fresh run there is refused)")
 
 
 @app.command()
@@ -493,9 +510,8 @@ def edit(
 def train(
     config: Path = typer.Argument(..., help="YAML config, e.g. configs/balls.yaml"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.steps=2000"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in train.output_dir"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="delete the checkpoints already in train.output_dir "
-                                   "and start afresh (without it, a fresh run there is refused)"),
+    resume: bool = RESUME,
+    overwrite: bool = OVERWRITE,
     processes: int = typer.Option(1, "--processes", help="train in this many processes on this machine, one per GPU "
                                   "(or gloo CPU processes without CUDA); each takes train.batch_size per step"),
     fsdp: bool = typer.Option(False, "--fsdp", help="with --processes: shard weights, gradients, optimizer state "
@@ -511,17 +527,65 @@ def train(
         raise typer.Exit(launch(processes, [str(config), *(overrides or []), *flags], fsdp))
     from kinema.training.trainer import Trainer
 
-    trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
+    checkpoint = _run_trainer(Trainer(cfg, resume=resume, overwrite=overwrite), f"train {config}", overrides)
+    if checkpoint is not None:
+        typer.echo(f"done: {checkpoint}")
+
+
+def _run_trainer(trainer, command: str, overrides: Optional[list[str]]) -> Optional[Path]:
+    """Train to the end; the last checkpoint on the main process (None on the others). Ctrl-C says what was saved
+    and how to continue (`kinema COMMAND ... --resume`), exit code 130."""
     try:
         checkpoint = trainer.train()
     except KeyboardInterrupt:
-        again = f"kinema train {config} {' '.join(overrides or [])} --resume".replace("  ", " ")
+        again = f"kinema {command} {' '.join(overrides or [])} --resume".replace("  ", " ")
         saved = trainer.last_checkpoint
         typer.echo(f"\ninterrupted at step {trainer.step}; " + (f"saved {saved}; continue with: {again}" if saved else
                    "no checkpoint was written yet, nothing to resume"), err=True)
         raise typer.Exit(130) from None
-    if trainer.accelerator.is_main_process:
-        typer.echo(f"done: {checkpoint}")
+    return checkpoint if trainer.accelerator.is_main_process else None
+
+
+@app.command("cache-latents")
+@user_errors
+def cache_latents_(
+    config: Path = typer.Argument(..., help="YAML config of a latent model (with model.autoencoder)"),
+    out: Path = typer.Argument(..., help="folder of .tar shards to write (replaced)"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. data.size=64"),
+    items: Optional[int] = typer.Option(None, "--items", help="clips to encode (default: all the data has)"),
+    items_per_shard: int = typer.Option(1000, "--items-per-shard", help="clips per .tar shard"),
+):
+    """Encode a config's training clips once with its autoencoder into latent shards (train with data.kind=shards)."""
+    from kinema.autoencoder.cache import cache_latents
+    from kinema.config import load_config
+
+    if items_per_shard < 1:
+        raise KinemaError(f"--items-per-shard must be at least 1, got {items_per_shard}")
+    shards = cache_latents(load_config(config, overrides or []), out, items, items_per_shard)
+    typer.echo(f"wrote {len(shards)} shard(s) to {out}")
+
+
+@app.command("train-vae")
+@user_errors
+def train_vae(
+    config: Path = typer.Argument(..., help="YAML config, e.g. configs/vae_balls.yaml"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.steps=2000"),
+    resume: bool = RESUME,
+    overwrite: bool = OVERWRITE,
+):
+    """Train a causal video autoencoder; Ctrl-C saves a checkpoint, --resume continues exactly.
+
+    At the end its EMA weights and measured latent scale go to OUTPUT_DIR/autoencoder (what `kinema vae -c` reads)."""
+    from kinema.autoencoder.config import load_autoencoder_config
+    from kinema.autoencoder.export import export_autoencoder
+    from kinema.training.trainer import Trainer
+
+    cfg = load_autoencoder_config(config, overrides or [])
+    checkpoint = _run_trainer(Trainer(cfg, resume=resume, overwrite=overwrite), f"train-vae {config}", overrides)
+    if checkpoint is not None:
+        directory, latents = export_autoencoder(checkpoint, Path(cfg.train.output_dir) / "autoencoder")
+        typer.echo(f"done: {checkpoint}\nwrote {directory} (latent_scale {latents.scale:.4g}, "
+                   f"latent_shift {latents.shift:.4g})")
 
 
 @app.command()
@@ -556,10 +620,22 @@ def export(checkpoint: Path = typer.Argument(..., help="training checkpoint dire
                                                            "sample.guidance=3 sample.steps=25"),
            force: bool = typer.Option(False, "--force", help="also write into a non-empty folder that is not a "
                                       "Kinema model (its other files are kept)")):
-    """Write a checkpoint's EMA weights and config as a model directory (nothing else in OUTPUT is deleted)."""
+    """Write a checkpoint's EMA weights and config as a model (or autoencoder) directory.
+
+    Nothing else in OUTPUT is deleted; a train-vae checkpoint becomes an autoencoder directory, its latent scale
+    measured from its data."""
+    from kinema.autoencoder.config import is_autoencoder_checkpoint
     from kinema.config import with_overrides
     from kinema.models.pretrained import CONFIG_FILE, EMA_WEIGHTS_FILE, WEIGHTS_FILE, load_pretrained, save_pretrained
 
+    if is_autoencoder_checkpoint(checkpoint):
+        from kinema.autoencoder.export import export_autoencoder
+
+        if overrides:
+            raise KinemaError(f"an autoencoder has no sampling defaults to change: '{overrides[0].split('=')[0]}'")
+        directory, latents = export_autoencoder(checkpoint, output)
+        typer.echo(f"wrote {directory} (latent_scale {latents.scale:.4g}, latent_shift {latents.shift:.4g})")
+        return
     for item in overrides or []:
         if not item.startswith("sample."):
             raise KinemaError(f"export can only change sampling defaults (sample.*), not '{item.split('=')[0]}'")
@@ -581,6 +657,36 @@ def export(checkpoint: Path = typer.Argument(..., help="training checkpoint dire
     save_pretrained(output, model, with_overrides(config, overrides or []), {"step": metadata.get("step")},
                     keep_other_files=existing)
     typer.echo(f"wrote {output}")
+
+
+@app.command()
+@user_errors
+def distill(
+    checkpoint: Path = typer.Argument(..., help="the teacher: a model or training checkpoint directory"),
+    output: Path = typer.Option(..., "--output", "-o", help="model directory to write (new or empty)"),
+    steps: int = typer.Option(4, "--steps", help="sampling steps of the distilled model"),
+    teacher_steps: Optional[int] = typer.Option(None, "--teacher-steps", help="DDIM steps of the first teacher: "
+                                                "STEPS x 2^k, halved each round (default: the least >= the "
+                                                "teacher's sampling steps)"),
+    iterations: int = typer.Option(500, "--iterations-per-round", help="optimizer steps per halving round"),
+    lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate, falling linearly to 0 in every round"),
+    batch_size: int = typer.Option(4, "--batch-size", help="clips per step, from the teacher's training data"),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="the teacher's classifier-free guidance scale, "
+                                             "distilled in (default: the teacher's)"),
+    time_limit: float = typer.Option(0.0, "--time-limit-minutes", help="stop each round early so that the whole "
+                                     "run takes at most this long (0 = no limit)"),
+    seed: int = typer.Option(0, "--seed", help="random seed of the data order and the noise"),
+):
+    """Distil a model into one that samples in --steps DDIM steps, guidance included (progressive distillation).
+
+    One network call per step; OUTPUT is a model directory for `kinema generate -c OUTPUT`."""
+    from kinema.training.distill import DistillOptions
+    from kinema.training.distill import distill as run_distillation
+
+    options = DistillOptions(steps=steps, teacher_steps=teacher_steps, iterations_per_round=iterations, lr=lr,
+                             batch_size=batch_size, guidance=guidance, time_limit_minutes=time_limit, seed=seed)
+    written = run_distillation(checkpoint, output, options, log=lambda line: typer.echo(line, err=True))
+    typer.echo(f"wrote {written}")
 
 
 @app.command()
@@ -697,6 +803,85 @@ def eval_(
         typer.echo(f"wrote {path}")
     for warning in dict.fromkeys(w for report in reports for w in report["warnings"]):
         typer.echo(f"warning: {warning}", err=True)
+
+
+vae_app = typer.Typer(cls=OneLineErrorGroup, add_completion=False, no_args_is_help=True,
+                      help="Encode, decode and reconstruct videos with a causal video autoencoder (any length, flat "
+                      "memory).")
+app.add_typer(vae_app, name="vae")
+VAE_DIR = typer.Option(..., "--autoencoder", "-c", help="autoencoder directory (config.json + model.safetensors)")
+VAE_CHUNK = typer.Option(4, "--chunk", help="latent frames per chunk: memory grows with it, not with the video")
+VAE_TILE = typer.Option(0, "--tile", help="cut frames larger than this many pixels into blended tiles (0 = off)")
+VAE_OVERLAP = typer.Option(16, "--tile-overlap", help="pixels that neighbouring tiles share")
+
+
+def _autoencoder(directory: Path, device: str, tile: int, overlap: int):
+    """The autoencoder of a directory on `device`, and the tiling of --tile / --tile-overlap."""
+    from kinema.autoencoder import Tiling, load_autoencoder
+
+    vae, _, _ = load_autoencoder(directory)
+    tiling = Tiling(tile, overlap) if tile else None
+    if tiling is not None:
+        tiling.check(vae.spatial_factor)
+    return vae.to(_device(device)), tiling
+
+
+def _notes(notes: list[str]) -> None:
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+@vae_app.command(name="encode")
+@user_errors
+def vae_encode(video: Path = typer.Argument(..., help="video file to encode"), autoencoder: Path = VAE_DIR,
+               output: Path = typer.Option(Path("latents.safetensors"), "--output", "-o", help="latents file to "
+                                           "write (safetensors: the posterior mean [1, z, t, h, w])"),
+               chunk: int = VAE_CHUNK, tile: int = VAE_TILE, tile_overlap: int = VAE_OVERLAP, device: str = DEVICE):
+    """Encode a video into autoencoder latents, chunk by chunk."""
+    from kinema.autoencoder.video_files import encode_video_file
+
+    _check_writable(output)
+    vae, tiling = _autoencoder(autoencoder, device, tile, tile_overlap)
+    latents, notes = encode_video_file(vae, video, output, chunk, tiling)
+    _notes(notes)
+    typer.echo(f"wrote {output}: latents {list(latents.shape)}")
+
+
+@vae_app.command(name="decode")
+@user_errors
+def vae_decode(latents: Path = typer.Argument(..., help="latents file written by kinema vae encode"),
+               autoencoder: Path = VAE_DIR,
+               output: Path = typer.Option(Path("decoded.mp4"), "--output", "-o", help="video file to write (mp4 | "
+                                           "webm)"),
+               fps: Optional[float] = typer.Option(None, "--fps", help="frame rate (default: the encoded video's)"),
+               chunk: int = VAE_CHUNK, tile: int = VAE_TILE, tile_overlap: int = VAE_OVERLAP, device: str = DEVICE):
+    """Decode autoencoder latents into a video, chunk by chunk."""
+    from kinema.autoencoder.video_files import decode_latent_file
+
+    _check_writable(output)
+    vae, tiling = _autoencoder(autoencoder, device, tile, tile_overlap)
+    frames = decode_latent_file(vae, latents, output, chunk, tiling, fps)
+    typer.echo(f"wrote {output}: {frames} frames")
+
+
+@vae_app.command(name="reconstruct")
+@user_errors
+def vae_reconstruct(video: Path = typer.Argument(..., help="video file to encode and decode"),
+                    autoencoder: Path = VAE_DIR,
+                    output: Optional[Path] = typer.Option(None, "--output", "-o", help="also write the "
+                                                          "reconstruction (mp4 | webm)"),
+                    chunk: int = VAE_CHUNK, tile: int = VAE_TILE, tile_overlap: int = VAE_OVERLAP,
+                    device: str = DEVICE):
+    """Encode and decode a video chunk by chunk; print the reconstruction's PSNR and SSIM."""
+    from kinema.autoencoder.video_files import reconstruct_video_file
+
+    _check_writable(output)
+    vae, tiling = _autoencoder(autoencoder, device, tile, tile_overlap)
+    scores, notes = reconstruct_video_file(vae, video, output, chunk, tiling)
+    _notes(notes)
+    typer.echo(f"{scores['frames']} frames: PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.4f}")
+    if output is not None:
+        typer.echo(f"wrote {output}")
 
 
 def main() -> None:

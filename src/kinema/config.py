@@ -74,6 +74,15 @@ class DiffusionConfig:
 
 
 @dataclass
+class TemporalLossConfig:
+    """Weights of the temporal regularisers on the model's x0 estimate (kinema.diffusion.temporal_loss; 0 = off)."""
+
+    pixel: float = at_least(0, 0.0)    # frame-difference consistency in pixels
+    feature: float = at_least(0, 0.0)  # the same on the shipped video feature network's per-frame features
+    flow: float = at_least(0, 0.0)     # warping residual along the clip's optical flow, occlusions masked
+
+
+@dataclass
 class TrainConfig:
     """Optimisation, logging and checkpointing of `kinema train`."""
 
@@ -102,6 +111,7 @@ class TrainConfig:
     output_dir: str = non_empty("runs/balls")
     init_from: str = ""                # fine-tune: start from this model/checkpoint directory's (EMA) weights
     time_limit_minutes: float = at_least(0, 0.0)  # stop (with a checkpoint) after this much training time (0 = none)
+    temporal_loss: TemporalLossConfig = field(default_factory=TemporalLossConfig)  # e.g. {pixel: 0.1, flow: 0.05}
 
 
 @dataclass
@@ -128,11 +138,13 @@ class Config:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    autoencoder: str = ""  # model.autoencoder: the autoencoder directory of a latent model ('' = pixels)
 
     def to_dict(self) -> dict:
-        """Plain nested dict, as in the YAML files (model.name and data.kind included)."""
+        """Plain nested dict, as in the YAML files (model.name, model.autoencoder and data.kind included)."""
         return {
-            "model": {"name": self.model_name, **asdict(self.model)},
+            "model": {"name": self.model_name, **({"autoencoder": self.autoencoder} if self.autoencoder else {}),
+                      **asdict(self.model)},
             "data": {"kind": self.data_kind, **asdict(self.data)},
             "diffusion": asdict(self.diffusion),
             "train": asdict(self.train),
@@ -148,6 +160,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     if annotation is Any:
         return value
+    if dataclasses.is_dataclass(annotation):  # a nested section, e.g. train.temporal_loss
+        return dataclass_from_dict(annotation, value, key)
     if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None):
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
@@ -207,6 +221,10 @@ def config_from_dict(values: dict) -> Config:
             raise KinemaError(f"config section '{key}' must be a mapping of keys to values, got {values[key]!r}")
     model = dict(values.get("model") or {})
     model_name = model.pop("name", "video_unet")
+    autoencoder = model.pop("autoencoder", "")
+    if not isinstance(autoencoder, str):
+        raise KinemaError(f"config key 'model.autoencoder' must be an autoencoder directory (a path), got "
+                          f"{autoencoder!r}")
     if not isinstance(model_name, str) or model_name not in MODELS:
         raise KinemaError(f"config key 'model.name': unknown model '{model_name}' (choose from {', '.join(MODELS)})")
     data = dict(values.get("data") or {})
@@ -221,6 +239,7 @@ def config_from_dict(values: dict) -> Config:
         diffusion=dataclass_from_dict(DiffusionConfig, values.get("diffusion") or {}, "diffusion"),
         train=dataclass_from_dict(TrainConfig, values.get("train") or {}, "train"),
         sample=dataclass_from_dict(SampleConfig, values.get("sample") or {}, "sample"),
+        autoencoder=autoencoder,
     )
     _check_choices(config)
     return config
@@ -261,19 +280,23 @@ def with_overrides(config: Config, overrides: list[str]) -> Config:
     return config_from_dict(_merge_overrides(OmegaConf.create(config.to_dict()), overrides))
 
 
+def read_yaml_config(path: str | Path, sections: str) -> DictConfig:
+    """A YAML config file as an OmegaConf mapping; a missing or unreadable file, or one that is not a mapping of
+    `sections` (named in the error), is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise KinemaError(f"config file not found: {path}")
+    try:
+        base = OmegaConf.load(path)
+    except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError, OSError) as error:
+        # OmegaConf reports a YAML file holding a bare number or string as an IOError
+        raise KinemaError(f"cannot read config {path}: {' '.join(str(error).split())}") from None
+    if not isinstance(base, DictConfig):
+        raise KinemaError(f"config {path} must be a mapping of sections ({sections}), not a {type(base).__name__}")
+    return base
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Read a YAML config (or the defaults when `path` is None) and apply `key=value` overrides."""
-    base = OmegaConf.create({})
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise KinemaError(f"config file not found: {path}")
-        try:
-            base = OmegaConf.load(path)
-        except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError, OSError) as error:
-            # OmegaConf reports a YAML file holding a bare number or string as an IOError
-            raise KinemaError(f"cannot read config {path}: {' '.join(str(error).split())}") from None
-        if not isinstance(base, DictConfig):
-            raise KinemaError(f"config {path} must be a mapping of sections (model, data, ...), "
-                              f"not a {type(base).__name__}")
+    base = OmegaConf.create({}) if path is None else read_yaml_config(path, "model, data, ...")
     return config_from_dict(_merge_overrides(base, overrides))

@@ -1,6 +1,6 @@
 """Temporal consistency and motion metrics without learned weights (chapter 11.1.4, "motion quality").
 
-Optical flow is OpenCV's Farneback method on grey frames; F(i->j)(x) is the displacement (px)
+Optical flow is OpenCV's Farneback method on grey frames (kinema.video.flow); F(i->j)(x) is the displacement (px)
 that carries pixel x of frame i to frame j, so frame j warped back is I_j(x + F(i->j)(x)).
 - flicker: mean |I_(t+1) - I_t| over pixels, channels and frame pairs, in [0, 1] intensity units;
 - warping error (Lai et al. 2018): mean |I_t - warp(I_(t+1))| over pixels that are not occluded,
@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from kinema.errors import KinemaError
+from kinema.video.flow import FB_ALPHA, FB_BETA, farneback_flow, grey_uint8
 
-_FB_ALPHA, _FB_BETA = 0.01, 0.5  # forward-backward occlusion test
 DYNAMIC_THRESHOLD_AT_256 = 6.0  # px of flow at a 256 px short side
 TEMPORAL_SCORES = ("flicker", "warping_error", "motion_consistency", "motion_magnitude", "dynamic_degree")
 
@@ -34,20 +34,6 @@ def _clips(videos: Tensor, name: str) -> np.ndarray:
         raise KinemaError(f"{name} needs videos [B, C, T >= 2, H, W], got shape {tuple(videos.shape)}")
     x = np.clip(videos.detach().cpu().float().numpy(), -1.0, 1.0)
     return ((x + 1.0) / 2.0).transpose(0, 2, 3, 4, 1)
-
-
-def _grey(frame: np.ndarray) -> np.ndarray:
-    """[H, W, C] in [0, 1] -> uint8 grey [H, W]."""
-    grey = frame.mean(axis=-1) if frame.shape[-1] != 3 else frame @ np.array([0.299, 0.587, 0.114], np.float32)
-    return np.round(grey * 255.0).astype(np.uint8)
-
-
-def farneback_flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Dense flow [H, W, 2] (dx, dy px) from uint8 grey frame `first` to `second`."""
-    side = min(first.shape)
-    levels = max(1, min(3, int(np.log2(max(side, 8) / 8))))
-    window = max(5, min(15, side // 4) | 1)
-    return cv2.calcOpticalFlowFarneback(first, second, None, 0.5, levels, window, 3, 5, 1.1, 0)
 
 
 def _sample(image: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +53,7 @@ def temporal_scores(videos: Tensor) -> dict[str, Tensor]:
     threshold = DYNAMIC_THRESHOLD_AT_256 * min(height, width) / 256.0
     out = {name: [] for name in TEMPORAL_SCORES}
     for clip in x:
-        grey = [_grey(frame) for frame in clip]
+        grey = [grey_uint8(frame) for frame in clip]
         forward = [farneback_flow(grey[t], grey[t + 1]) for t in range(frames - 1)]
         backward = [farneback_flow(grey[t + 1], grey[t]) for t in range(frames - 1)]
         errors, weights, magnitudes = [], [], []
@@ -75,7 +61,7 @@ def temporal_scores(videos: Tensor) -> dict[str, Tensor]:
             warped, inside = _sample(clip[t + 1], forward[t])
             back_at_target, _ = _sample(backward[t], forward[t])
             mismatch = np.sum((forward[t] + back_at_target) ** 2, axis=-1)
-            bound = _FB_ALPHA * (np.sum(forward[t] ** 2, -1) + np.sum(back_at_target ** 2, -1)) + _FB_BETA
+            bound = FB_ALPHA * (np.sum(forward[t] ** 2, -1) + np.sum(back_at_target ** 2, -1)) + FB_BETA
             visible = inside & (mismatch <= bound)
             errors.append(np.abs(clip[t] - warped).mean(axis=-1)[visible].sum())
             weights.append(visible.sum())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from kinema.atomic import atomic_directory
 from kinema.config import Config, config_from_dict
 from kinema.errors import KinemaError
 from kinema.models.registry import build_model
-from kinema.models.sampling_spec import SPEC_KEY, SamplingSpec
+from kinema.models.sampling_spec import AUTOENCODER_FOLDER, SPEC_KEY, SamplingSpec
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -24,8 +25,17 @@ EMA_WEIGHTS_FILE = "ema.safetensors"
 def write_model_files(directory: Path, config: Config, state: dict[str, torch.Tensor],
                       metadata: dict | None = None) -> None:
     """Write config.json (the config, its sampling spec and optional metadata such as the training step) and
-    model.safetensors."""
-    values = {"kinema": config.to_dict(), SPEC_KEY: SamplingSpec.from_config(config).to_dict(), **(metadata or {})}
+    model.safetensors; a latent model also gets a copy of its autoencoder (AUTOENCODER_FOLDER), which its config
+    then names, so that the directory is whole wherever it goes."""
+    spec = SamplingSpec.from_config(config)
+    if config.autoencoder:
+        from kinema.autoencoder.directory import load_autoencoder, write_autoencoder_files
+
+        vae, latents, _ = load_autoencoder(config.autoencoder)
+        (directory / AUTOENCODER_FOLDER).mkdir()
+        write_autoencoder_files(directory / AUTOENCODER_FOLDER, vae, latents)
+        config = replace(config, autoencoder=AUTOENCODER_FOLDER)
+    values = {"kinema": config.to_dict(), SPEC_KEY: spec.to_dict(), **(metadata or {})}
     (directory / CONFIG_FILE).write_text(json.dumps(values, indent=2))
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(directory / WEIGHTS_FILE))
 
@@ -50,10 +60,15 @@ def read_config(path: str | Path) -> tuple[Config, dict]:
         values = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise KinemaError(f"corrupt checkpoint config: {file} is not JSON") from None
+    if isinstance(values, dict) and values.get("kind") == "autoencoder":
+        raise KinemaError(f"{path} is an autoencoder directory, not a denoiser: use it with 'kinema vae' or as "
+                          f"model.autoencoder")
     if not isinstance(values, dict) or not isinstance(values.get("kinema"), dict):
         raise KinemaError(f"not a Kinema checkpoint config: {file} has no 'kinema' section")
-    kinema = values.pop("kinema")
-    return config_from_dict(kinema), values
+    config = config_from_dict(values.pop("kinema"))
+    if config.autoencoder == AUTOENCODER_FOLDER:  # the directory's own copy
+        config = replace(config, autoencoder=str(path / AUTOENCODER_FOLDER))
+    return config, values
 
 
 def first_non_finite(state: dict[str, torch.Tensor]) -> str | None:

@@ -10,6 +10,7 @@ from kinema.config import Config, SampleConfig, dataclass_from_dict
 from kinema.errors import KinemaError
 
 SPEC_KEY = "sampling"  # the spec's key in a model directory's config.json
+AUTOENCODER_FOLDER = "autoencoder"  # a latent model directory's copy of its autoencoder
 
 
 def _class_names(config: Config) -> list[str]:
@@ -44,14 +45,21 @@ class SamplingSpec:
     @classmethod
     def from_config(cls, config: Config) -> SamplingSpec:
         """Derive the spec from a training config (at save time, and for model directories written without one):
-        the data's clip length and size (with aspect buckets: the first bucket), the model's channels, the text
-        encoder when the model reads text, and the config's `sample` section."""
+        the data's clip length and size (with aspect buckets: the first bucket), the model's channels (a latent
+        model: its autoencoder's video channels, the autoencoder kept in the model directory's AUTOENCODER_FOLDER),
+        the text encoder when the model reads text, and the config's `sample` section."""
         data = config.data
         buckets = getattr(data, "buckets", None)  # only folder datasets have aspect buckets
         height, width = tuple(buckets[0]) if buckets else (data.size, data.size)
         text = config.model.text_dim > 0
-        return cls(num_frames=data.num_frames, height=height, width=width, channels=config.model.in_channels,
-                   text_encoder=config.train.text_encoder if text else "", classes=_class_names(config),
+        channels = config.model.in_channels
+        if config.autoencoder:
+            from kinema.autoencoder.directory import read_autoencoder_config
+
+            channels = read_autoencoder_config(config.autoencoder)[0].in_channels
+        return cls(num_frames=data.num_frames, height=height, width=width, channels=channels,
+                   text_encoder=config.train.text_encoder if text else "",
+                   autoencoder=AUTOENCODER_FOLDER if config.autoencoder else "", classes=_class_names(config),
                    defaults=config.sample)
 
     def to_dict(self) -> dict:

@@ -74,6 +74,9 @@ class LongVideo:
                  seed: int = 0, prompt_blend: int = 4, height: int | None = None, width: int | None = None,
                  progress: bool = False):
         spec, defaults = pipe.spec, pipe.spec.defaults
+        if pipe.latents is not None:
+            raise KinemaError("videos longer than the model's frames and streams are made in pixel space: a latent "
+                              f"model makes {spec.num_frames} frames at a time (use a pixel model for longer ones)")
         if mode not in MODES:
             raise KinemaError(f"long video mode must be one of {', '.join(MODES)}, got '{mode}'")
         if num_frames < 1:

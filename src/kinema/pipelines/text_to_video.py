@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from kinema.autoencoder.latent_space import LatentSpace
 from kinema.conditioning.anchored import PromptPlan, PromptSpec, plan_prompts
 from kinema.conditioning.conditioning import Conditioning
 from kinema.conditioning.motion_words import motion_from_prompts
@@ -23,10 +24,12 @@ from kinema.control.direction import direction_energy
 from kinema.diffusion import (batched_classifier_free_guidance, build_schedule, get_sampler, reconstruction_guidance,
                               x0_denoiser)
 from kinema.diffusion.guidance import DenoiseFn
+from kinema.diffusion.inversion import ddim_invert
 from kinema.diffusion.time_grids import time_grid as sampling_times
 from kinema.errors import KinemaError
 from kinema.models.denoiser import Denoiser
 from kinema.models.pretrained import load_pretrained
+from kinema.models.quantize import quantize as quantize_weights
 from kinema.models.sampling_spec import SamplingSpec, read_sampling_spec
 from kinema.pipelines.known import KnownPixels
 from kinema.video import write_contact_sheet, write_video
@@ -57,23 +60,27 @@ class TextToVideoPipeline:
     """`pipe(prompts, labels=...) -> videos [B, C, T, H, W]` in [-1, 1] from a denoiser and its sampling spec."""
 
     def __init__(self, model: Denoiser, config: Config, text_encoder: TextEncoder | None = None,
-                 device: str | torch.device = "cpu", spec: SamplingSpec | None = None):
+                 device: str | torch.device = "cpu", spec: SamplingSpec | None = None,
+                 latents: LatentSpace | None = None):
         self.model = model.eval().to(device)
         self.config = config
         self.spec = spec or SamplingSpec.from_config(config)
-        if self.spec.autoencoder:
-            raise KinemaError(f"this model denoises latents of autoencoder '{self.spec.autoencoder}', which "
-                              f"TextToVideoPipeline cannot decode")
+        if self.spec.autoencoder and latents is None:  # a latent model: its autoencoder (model.autoencoder)
+            latents = LatentSpace.load(config.autoencoder)
+        self.latents = None if latents is None else latents.to(device)
         self.device = torch.device(device)
         self.schedule = build_schedule(config.diffusion.schedule, config.diffusion.shift)
         self.text_encoder = text_encoder or (TextEncoder(self.spec.text_encoder) if self.uses_text else None)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
-                        text_encoder: TextEncoder | None = None, frames: bool = False) -> TextToVideoPipeline:
+                        text_encoder: TextEncoder | None = None, frames: bool = False,
+                        quantize: str | None = None) -> TextToVideoPipeline:
         """Load a model directory or training checkpoint; None loads the model Kinema ships (`frames`: the one made
-        for known frames, long videos and streams, `shipped_model`)."""
+        for known frames, long videos and streams, `shipped_model`); `quantize` "int8" stores its Linear and Conv
+        weights as int8 (kinema.models.quantize)."""
         model, config, metadata = load_pretrained(shipped_model(frames) if path is None else path)
+        model = quantize_weights(model, quantize)
         return cls(model, config, text_encoder, device, read_sampling_spec(config, metadata))
 
     @property
@@ -160,13 +167,17 @@ class TextToVideoPipeline:
         return known.keeping(denoise, known_guidance)
 
     def start(self, noise: Tensor, steps: int, time_grid: str, known: KnownPixels | None = None,
-              init_video: Tensor | None = None, strength: float = 1.0) -> tuple[Tensor, Tensor]:
+              init_video: Tensor | None = None, strength: float = 1.0,
+              inverting: DenoiseFn | None = None) -> tuple[Tensor, Tensor]:
         """(x at the first time, the time grid) of a sampling run: `strength` < 1 starts from `init_video` noised to
         time `strength` with the grid scaled to end there (SDEdit, Meng et al. 2022), using round(steps * strength)
-        steps; a model that reads known pixels takes wholly known frames clean at time 0 (a per-frame grid)."""
+        steps, or, given the `inverting` denoiser, from its DDIM inversion up that grid; a model that reads known
+        pixels takes wholly known frames clean at time 0 (a per-frame grid)."""
         times = sampling_times(self.schedule, max(1, round(steps * strength)), time_grid) * strength
         x = noise
-        if strength < 1:
+        if strength < 1 and inverting is not None:
+            x = ddim_invert(inverting, init_video.to(noise), times.flip(0), self.schedule)
+        elif strength < 1:
             alpha, sigma = self.schedule.alpha_sigma(torch.tensor(strength, dtype=torch.float64))
             x = alpha.item() * init_video.to(noise) + sigma.item() * noise
         if known is not None and "frames" in self.model.conditioning_fields and known.whole_frames.any():
@@ -182,7 +193,9 @@ class TextToVideoPipeline:
                  guidance: float | None = None, direction_guidance: float | None = None, seed: int = 0,
                  negative_prompt: str = "", progress: bool = True, known: KnownPixels | None = None,
                  known_guidance: float = 0.0, motion_strength: float | None = None,
-                 init_video: Tensor | None = None, strength: float | None = None, prompt_blend: int = 4) -> Tensor:
+                 init_video: Tensor | None = None, strength: float | None = None,
+                 source_prompt: str | Sequence[str] | None = None,
+                 prompt_blend: int = 4) -> Tensor:
         """Generate one video per prompt (of class `labels`: one for all, or one per prompt); options left None take
         the model's sampling spec, and 0 is an error, never a default. `time_grid` spaces the sampler's times
         (uniform | trailing | karras | shifted, kinema.diffusion.time_grids).
@@ -196,7 +209,10 @@ class TextToVideoPipeline:
         `known` gives frames or pixels to keep (kinema.pipelines.known: animation, prediction, interpolation,
         inpainting); `known_guidance` adds reconstruction guidance toward them, `motion_strength` scales motion away
         from the nearest given frame. `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1
-        samples afresh."""
+        samples afresh; with `source_prompt` (what the video shows, one for all or one per video; "" for none) it starts
+        from the video's DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
+        keeps paths closer, and samples with DDIM unless `sampler` says otherwise. An edit keeps the video's motion:
+        direction guidance is off unless given."""
         prompts = [prompts] if isinstance(prompts, str) or _is_anchors(prompts) else list(prompts)
         spec, defaults = self.spec, self.spec.defaults
         steps = _at_least("steps", defaults.steps if steps is None else steps, 1)
@@ -204,11 +220,12 @@ class TextToVideoPipeline:
         height = _at_least("height", spec.height if height is None else height, 1)
         width = _at_least("width", spec.width if width is None else width, 1)
         guidance = defaults.guidance if guidance is None else guidance
-        direction_guidance = _at_least("direction guidance", defaults.direction_guidance if direction_guidance is None
-                                       else direction_guidance, 0)
         strength = 1.0 if strength is None else strength
         if not 0 <= strength <= 1:
             raise KinemaError(f"strength must be in [0, 1] (0 returns the video, 1 samples afresh), got {strength}")
+        editing = init_video is not None and strength < 1  # the motion is the video's: no direction by default
+        direction_guidance = _at_least("direction guidance", (0.0 if editing else defaults.direction_guidance)
+                                       if direction_guidance is None else direction_guidance, 0)
         shape = (len(prompts), spec.channels, frames, height, width)
         for name, given in (("known pixels", None if known is None else known.video), ("init video", init_video)):
             if given is not None and tuple(given.shape) != shape:
@@ -218,20 +235,54 @@ class TextToVideoPipeline:
             raise KinemaError("strength below 1 edits a video: give init_video")
         if strength == 0:
             return init_video.clamp(-1, 1).cpu()
-        sample_fn = get_sampler(defaults.sampler if sampler is None else sampler)
+        if sampler is None:  # an inverted video walks back down the path of its inversion: DDIM's
+            sampler = "ddim" if editing and source_prompt is not None else defaults.sampler
+        sample_fn = get_sampler(sampler)
         label_indices = None if labels is None else self.class_labels(labels, len(prompts))
+        given = known
+        if self.latents is not None:
+            if direction_guidance > 0 or any(_is_anchors(p) for p in prompts):
+                raise KinemaError("direction guidance and time-anchored prompts act on pixel frames: a latent model "
+                                  "takes neither yet (set direction_guidance=0, give one text per video)")
+            shape, known, init_video = self._in_latents(shape, known, init_video)
+            frames = shape[2]
         generator = torch.Generator(self.device).manual_seed(seed)
         noise = torch.randn(shape, generator=generator, device=self.device)
         plan = plan_prompts(prompts, frames, prompt_blend)
         denoise = self.denoiser(plan, 0, frames, labels=label_indices, guidance=guidance,
                                 negative_prompt=negative_prompt, known=known, known_guidance=known_guidance,
                                 motion_strength=motion_strength, direction_guidance=direction_guidance)
+        inverting = None
+        if source_prompt is not None and strength < 1:
+            sources = [source_prompt] * len(prompts) if isinstance(source_prompt, str) else list(source_prompt)
+            if len(sources) != len(prompts):
+                raise KinemaError(f"{len(sources)} source prompts for {len(prompts)} videos: give one, or one per video")
+            inverting = self.denoiser(plan_prompts(sources, frames, prompt_blend), 0, frames, labels=label_indices,
+                                      known=known)
         x, times = self.start(noise, steps, defaults.time_grid if time_grid is None else time_grid, known,
-                              init_video, strength)
+                              init_video, strength, inverting)
         with tqdm(total=len(times) - 1, desc="sampling", unit="step", disable=not progress, leave=False) as bar:
             video = sample_fn(denoise, x, times, self.schedule, generator=generator,
                               callback=lambda *_: bar.update(1))
+        if self.latents is not None:
+            video = self.latents.decode(video)
+            if given is not None:  # the given pixels exactly, as in pixel space
+                given = given.to(self.device)
+                video = torch.where(given.mask, given.video.to(video), video)
         return video.clamp(-1, 1).cpu()
+
+    def _in_latents(self, shape: tuple[int, ...], known: KnownPixels | None, init_video: Tensor | None
+                    ) -> tuple[tuple[int, ...], KnownPixels | None, Tensor | None]:
+        """The latent shape of videos of `shape`, and the known pixels and video to edit as latents (an element is
+        known where all of its pixels are)."""
+        latents = self.latents
+        shape = (shape[0], latents.channels, *latents.latent_size(*shape[2:]))
+        if known is not None:
+            known = KnownPixels(latents.encode(known.video.to(self.device)),
+                                latents.latent_mask(known.mask.to(self.device)))
+        if init_video is not None:
+            init_video = latents.encode(init_video.to(self.device))
+        return shape, known, init_video
 
     def save(self, videos: Tensor, path: str | Path, *, format: str | None = None, sheet: str | Path | None = None,
              fps: float | None = None, scale: int = 8) -> list[Path]:

@@ -14,6 +14,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import save_file
@@ -112,10 +113,12 @@ def step_checkpoints(output_dir: str | Path) -> list[Path]:
 
 
 def save_checkpoint(output_dir: str | Path, config: Config, model: nn.Module | dict, ema: nn.Module | dict,
-                    optimizer: torch.optim.Optimizer | dict, state: TrainingState, keep: int) -> Path:
+                    optimizer: torch.optim.Optimizer | dict, state: TrainingState, keep: int,
+                    write_model: Callable | None = None) -> Path:
     """Write checkpoint `step_N` atomically, point `latest` at it, and delete all but the newest `keep` checkpoints
     of the same run (never the one just written); refuse non-finite weights. Model, EMA and optimizer may be given
-    as their whole state dicts (gathered from sharded processes)."""
+    as their whole state dicts (gathered from sharded processes). `write_model(dir, config, weights, metadata)`
+    writes config.json and the weights (default: a denoiser's `write_model_files`)."""
     weights, averaged, optimizer_state = (part if isinstance(part, dict) else part.state_dict()
                                           for part in (model, ema, optimizer))
     for name, tensors in (("model", weights), ("EMA", averaged)):
@@ -124,7 +127,7 @@ def save_checkpoint(output_dir: str | Path, config: Config, model: nn.Module | d
             raise NonFiniteWeights(f"refusing to save step {state.step}: {name} weight '{bad}' is not finite")
     path = checkpoint_dir(output_dir, state.step)
     with atomic_directory(path) as tmp:
-        write_model_files(tmp, config, weights, {"step": state.step})
+        (write_model or write_model_files)(tmp, config, weights, {"step": state.step})
         save_file({k: v.detach().contiguous().cpu() for k, v in averaged.items()}, str(tmp / EMA_WEIGHTS_FILE))
         tensors, meta = _flatten_optimizer(optimizer_state)
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
@@ -200,13 +203,15 @@ def clear_checkpoints(output_dir: str | Path) -> None:
 
 
 def load_checkpoint(path: Path, config: Config, model: nn.Module, ema: nn.Module,
-                    optimizer: torch.optim.Optimizer) -> TrainingState:
+                    optimizer: torch.optim.Optimizer, read: Callable = read_config) -> TrainingState:
     """Restore weights, EMA and optimizer in place (into each process's shards under FSDP); refuse a checkpoint whose
-    model, data or diffusion differ."""
-    saved, _ = read_config(path)
-    for section in ("model", "data", "diffusion"):
+    config differs outside `train` and `sample` (model, data, diffusion or loss). `read(path)` -> (config, metadata)
+    reads its config.json (default: a denoiser's)."""
+    saved, _ = read(path)
+    for section in [name for name in config.to_dict() if name not in ("train", "sample")]:
         ours, theirs = config.to_dict()[section], saved.to_dict()[section]
-        changed = sorted(k for k in ours if ours[k] != theirs.get(k))
+        # model.autoencoder: a checkpoint names its own copy of the autoencoder
+        changed = sorted(k for k in ours if ours[k] != theirs.get(k) and (section, k) != ("model", "autoencoder"))
         if changed:
             raise KinemaError(f"cannot resume from {path}: config key '{section}.{changed[0]}' differs "
                               f"(checkpoint has {theirs.get(changed[0])!r}, config has {ours[changed[0]]!r})")

@@ -1,4 +1,6 @@
-"""The training loop (accelerate): AdamW with warmup, clipping, EMA, checkpoints, exact resume, a NaN guard.
+"""The training loop (accelerate): AdamW with warmup, clipping, EMA, checkpoints, exact resume, a NaN guard; one
+loop for every objective (`kinema.training.objectives`: a denoiser's diffusion loss, an autoencoder's reconstruction
+loss).
 
 Everything random is keyed on the step: data indices come from a resumable sampler; noise levels, noise and
 caption dropout come from one generator per sample on the training device, seeded by the sample's index in the
@@ -15,7 +17,6 @@ import itertools
 import math
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -28,23 +29,17 @@ from tqdm.auto import tqdm
 
 from kinema.atomic import interrupts_deferred
 from kinema.conditioning.conditioning import Conditioning
-from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
 from kinema.config import Config
 from kinema.data.buckets import BucketBatchSampler
 from kinema.data.registry import build_dataset
 from kinema.data.sampler import ResumableBatchSampler, ResumableRandomSampler
-from kinema.diffusion import DiffusionLoss, build_schedule
-from kinema.diffusion.frame_tasks import PIXEL_TASKS, draw_frame_tasks
-from kinema.diffusion.loss import draw
 from kinema.errors import KinemaError
-from kinema.models.pretrained import init_from_pretrained
-from kinema.models.registry import build_model
 from kinema.training.checkpoint import (TrainingState, checkpoint_dir, checkpoints_folder, clear_checkpoints,
                                         load_checkpoint, remove_stale_writes, resume_checkpoint, save_checkpoint,
                                         step_checkpoints)
 from kinema.training.fsdp import enable_fsdp, full_optimizer_state, full_state_dict, shard_like
-from kinema.training.samples import write_samples
+from kinema.training.objectives import AutoencoderObjective, DiffusionObjective
 
 
 class TrainingDiverged(KinemaError):
@@ -62,9 +57,12 @@ def learning_rate(config: Config, step: int) -> float:
 
 
 class Trainer:
-    """Trains `config`'s model on `config`'s data; `train()` runs to `config.train.steps` (or `until_step`)."""
+    """Trains `config`'s model on `config`'s data; `train()` runs to `config.train.steps` (or `until_step`).
 
-    def __init__(self, config: Config, resume: bool = False, text_encoder: TextEncoder | None = None,
+    The objective is the diffusion loss of `config`'s denoiser (a `Config`), or `AutoencoderObjective` for an
+    autoencoder run config (`kinema.autoencoder.config`)."""
+
+    def __init__(self, config, resume: bool = False, text_encoder: TextEncoder | None = None,
                  progress: bool = True, overwrite: bool = False):
         self.config = config
         self.progress = progress
@@ -74,28 +72,18 @@ class Trainer:
         self.output_dir = Path(train.output_dir)
         self._claim_output_dir(resume, overwrite)
         torch.manual_seed(train.seed)
-        self.model = build_model(config.model_name, config.model)
-        if train.init_from and not resume:
-            new = init_from_pretrained(self.model, train.init_from)
-            self.accelerator.print(f"initialised from {train.init_from}" +
-                                   (f"; new: {', '.join(new)}" if new else ""))
-        self.model.gradient_checkpointing = train.gradient_checkpointing  # a KinemaError where unsupported
+        if isinstance(config, Config):
+            self.objective = DiffusionObjective(config, text_encoder or TextEncoder(train.text_encoder,
+                                                                                    cache_size=16384))
+        else:
+            self.objective = AutoencoderObjective(config)
+        self.model = self.objective.new_model()
+        self.objective.setup(self.model, self.accelerator, resume)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay))
         self.ema.to(self.accelerator.device)  # averaged where the model trains: no per-step copies between devices
         if train.compile:  # in place, after the EMA copy: parameter names and checkpoints stay the same
             self.model.compile()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-        self.text_encoder = text_encoder or TextEncoder(train.text_encoder, cache_size=16384)
-        text_dim = self.model.text_dim
-        if text_dim and text_dim != self.text_encoder.dim:
-            raise KinemaError(f"config key 'model.text_dim' is {text_dim} but text encoder "
-                              f"'{train.text_encoder}' gives {self.text_encoder.dim}-d tokens")
-        pixel_tasks = sorted(set(train.frame_tasks) & set(PIXEL_TASKS))
-        if pixel_tasks and not self.model.frame_conditioning:
-            raise KinemaError(f"config key 'train.frame_tasks': {', '.join(pixel_tasks)} give parts of frames, which "
-                              f"only a model with model.frame_conditioning=true can read")
-        self.loss_fn = DiffusionLoss(build_schedule(config.diffusion.schedule, config.diffusion.shift),
-                                     config.diffusion.prediction, config.diffusion.per_frame_noise)
         self.step = 0
         self.run_id = uuid.uuid4().hex  # names this run's checkpoints, so that pruning never touches another run's
         self.last_checkpoint: Path | None = None  # the newest checkpoint of this run on disk
@@ -133,6 +121,19 @@ class Trainer:
                 self.accelerator.print(f"removed {len(removed)} unfinished checkpoint write(s) left by a killed run")
         self.accelerator.wait_for_everyone()
 
+    @property
+    def loss_fn(self):
+        """The diffusion objective's loss (a `DiffusionLoss`); replaceable, e.g. to record its calls."""
+        return self.objective.loss_fn
+
+    @loss_fn.setter
+    def loss_fn(self, value) -> None:
+        self.objective.loss_fn = value
+
+    def _conditioning(self, batch: dict, generators: list[torch.Generator]) -> Conditioning:
+        """The diffusion objective's conditioning of `batch` (text, labels, fps), as the training step draws it."""
+        return self.objective.conditioning(self.model, batch, generators)
+
     def _rng_states(self) -> dict[str, torch.Tensor]:
         """This process's global generators: the CPU one and, on a GPU, the CUDA one."""
         states = {"torch": torch.get_rng_state()}
@@ -145,7 +146,7 @@ class Trainer:
         if note:
             self.accelerator.print(note)
         state = load_checkpoint(path, self.config, self.accelerator.unwrap_model(self.model), self.ema.module,
-                                self.optimizer)
+                                self.optimizer, self.objective.read_config)
         self.ema.n_averaged.fill_(max(1, state.step))
         rank = self.accelerator.process_index
         if rank < len(state.rng):
@@ -190,36 +191,6 @@ class Trainer:
         seed = self.config.train.seed << 40
         return [torch.Generator(device).manual_seed((seed + first + i) % 2**63) for i in range(size)]
 
-    def _conditioning(self, batch: dict, generators: list[torch.Generator]) -> Conditioning:
-        """Text (with caption dropout for guidance) and its motion words, plus class labels and fps when the model
-        reads them."""
-        captions = list(batch["caption"])
-        device = self.accelerator.device
-        drop = draw(torch.rand, torch.Size([len(captions)]), generators, device=device).cpu()
-        drop = drop < self.config.train.caption_dropout
-        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
-        fields = self.accelerator.unwrap_model(self.model).conditioning_fields
-        extra = {name: batch[key] for name, key in (("labels", "label"), ("fps", "fps"))
-                 if name in fields and key in batch}
-        if "labels" in extra:  # label dropout: -1 is the null class that class guidance contrasts with
-            dropped = draw(torch.rand, torch.Size([len(captions)]), generators, device=device)
-            extra["labels"] = extra["labels"].masked_fill(dropped.to(extra["labels"].device) <
-                                                          self.config.train.label_dropout, -1)
-        cond = prompt_conditioning(captions, self.text_encoder, fields)
-        return replace(cond, **extra).to(self.accelerator.device)
-
-    def _frame_tasks(self, video: torch.Tensor, cond: Conditioning,
-                     generators: list[torch.Generator]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(known pixels, per-frame levels) of each sample's frame task (`train.frame_tasks`), or (None, None);
-        a frame-conditioned model also gets the known pixels in `cond`."""
-        if not self.config.train.frame_tasks:
-            return None, None
-        known, levels = draw_frame_tasks(self.config.train.frame_tasks, video.shape, generators)
-        known, levels = known.to(video.device), levels.to(video.device)
-        if "frames" in self.accelerator.unwrap_model(self.model).conditioning_fields:
-            cond.frames, cond.frame_mask = video, known
-        return known, levels
-
     def _save(self) -> Path | None:
         """Write a checkpoint of this step (every process's generators included); Ctrl-C waits until it is whole."""
         rng = gather_object([self._rng_states()])
@@ -232,7 +203,7 @@ class Trainer:
                 scaler = self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else None
                 state = TrainingState(self.step, self.run_id, rng, scaler)
                 save_checkpoint(self.output_dir, self.config, weights, averaged, optimizer, state,
-                                self.config.train.keep_checkpoints)
+                                self.config.train.keep_checkpoints, self.objective.write_model_files)
             self.accelerator.wait_for_everyone()
             self.last_checkpoint, self._saved_step = checkpoint_dir(self.output_dir, self.step), self.step
         return self.last_checkpoint
@@ -245,7 +216,7 @@ class Trainer:
         averaged = full_state_dict(self.ema.module)
         if not self.accelerator.is_main_process:
             return None
-        model = build_model(self.config.model_name, self.config.model)
+        model = self.objective.new_model()
         model.load_state_dict(averaged)
         return model.to(self.accelerator.device)
 
@@ -266,21 +237,20 @@ class Trainer:
         while len(group := list(itertools.islice(batches, size))) == size:
             yield group
 
-    def _train_step(self, batches: list[dict]) -> tuple[float, float]:
+    def _train_step(self, batches: list[dict]) -> tuple[float, float, dict[str, float]]:
         """One optimizer step on the summed gradients of `batches` (each loss divided by their number, so that the
-        step equals one on their concatenation)."""
+        step equals one on their concatenation); (loss, gradient norm, the objective's terms averaged)."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.step)
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
+        total, terms = 0.0, {}
         for i, batch in enumerate(batches):
-            video = batch["video"].to(self.accelerator.device)
-            generators = self.sample_generators(self.step * len(batches) + i, len(video))
-            cond = self._conditioning(batch, generators)
-            known, levels = self._frame_tasks(video, cond, generators)
-            with self.accelerator.autocast():
-                loss = self.loss_fn(lambda x, t: self.model(x, t, cond), video, generator=generators, known=known,
-                                    levels=levels) / len(batches)
+            size = len(batch["latent"] if "latent" in batch else batch["video"])  # cached latents have no video
+            generators = self.sample_generators(self.step * len(batches) + i, size)
+            loss, parts = self.objective.loss(self.model, batch, generators, self.step)
+            loss = loss / len(batches)
+            for name, value in parts.items():
+                terms[name] = terms.get(name, 0.0) + value.item() / len(batches)
             if not torch.isfinite(loss):
                 raise self._stopped(f"loss is {loss.item() * len(batches)}")
             last = i == len(batches) - 1  # gradients are averaged across processes once, after the last
@@ -297,7 +267,7 @@ class Trainer:
                                 f"{learning_rate(self.config, self.step)})")
         self.ema.update_parameters(self.accelerator.unwrap_model(self.model))
         self.step += 1
-        return total, grad_norm.item()
+        return total, grad_norm.item(), terms
 
     def train(self, until_step: int | None = None) -> Path | None:
         """Train until `config.train.steps` (or `until_step`, or `train.time_limit_minutes`); returns the last
@@ -320,13 +290,13 @@ class Trainer:
             for batches in self._step_batches():
                 if self.step >= last_step:
                     break
-                loss, grad_norm = self._train_step(batches)
+                loss, grad_norm, terms = self._train_step(batches)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if writer and self.step % train.log_every == 0:
                     rate = (self.step - started_step) / (time.perf_counter() - started)
                     for name, value in [("loss", loss), ("grad_norm", grad_norm), ("steps_per_second", rate),
-                                        ("lr", learning_rate(self.config, self.step - 1))]:
+                                        ("lr", learning_rate(self.config, self.step - 1)), *terms.items()]:
                         writer.add_scalar(f"train/{name}", value, self.step)
                 stop = self.step == last_step or out_of_time()
                 if self.step % train.checkpoint_every == 0 or stop:
@@ -334,7 +304,7 @@ class Trainer:
                 if train.sample_every and self.step % train.sample_every == 0:
                     model = self._sampling_model()  # every process takes part under FSDP
                     if writer:
-                        write_samples(model, self.config, self.text_encoder, self.output_dir, self.step, writer)
+                        self.objective.write_samples(model, self.output_dir, self.step, writer)
                 if stop:
                     break
         except KeyboardInterrupt:

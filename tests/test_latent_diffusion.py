@@ -1,0 +1,205 @@
+"""Latent diffusion (chapter 11.4; Rombach et al. 2022): the latent space of a causal autoencoder, a pipeline that
+samples latents and decodes them, known pixels kept exactly, and model directories that carry their autoencoder."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+from denoisers import tiny_denoiser, tiny_run_config
+
+from kinema.autoencoder import CausalVAEConfig, CausalVideoVAE, LatentNormalization, save_autoencoder
+from kinema.autoencoder.latent_space import LatentSpace
+from kinema.errors import KinemaError
+from kinema.models.pretrained import load_pretrained, save_pretrained
+from kinema.pipelines.known import KnownPixels
+from kinema.pipelines.text_to_video import TextToVideoPipeline
+
+K, S, Z = 2, 4, 4  # temporal and spatial factor, latent channels
+FRAMES, SIZE = 1 + 2 * K, 16  # 5 frames of 16x16 -> 3 latent frames of 4x4
+
+
+def tiny_vae(seed: int = 0) -> CausalVideoVAE:
+    torch.manual_seed(seed)
+    config = CausalVAEConfig(channels=8, channel_mult=(1, 2), norm_groups=4, latent_channels=Z,
+                             spatial_downsample=S, temporal_downsample=K)
+    return CausalVideoVAE(config).eval()
+
+
+@pytest.fixture
+def vae_dir(tmp_path):
+    return save_autoencoder(tmp_path / "vae", tiny_vae(), LatentNormalization(scale=0.5, shift=0.1))
+
+
+def latent_config(vae_dir, frame_conditioning: bool = False):
+    model = tiny_denoiser(text_dim=0, in_channels=Z, frame_conditioning=frame_conditioning, perturb=0.2).eval()
+    config = tiny_run_config(model, "video_unet")
+    config = replace(config, autoencoder=str(vae_dir),
+                     data=replace(config.data, num_frames=FRAMES, size=SIZE, radius_range=(2.0, 3.0)))
+    return model, config
+
+
+def clip(seed: int = 3) -> torch.Tensor:
+    return torch.rand(1, 3, FRAMES, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_latents_are_the_normalised_posterior_mean_and_decode_back(vae_dir):
+    space, vae = LatentSpace.load(vae_dir), tiny_vae()
+    video = clip()
+    latents = space.encode(video)
+    with torch.no_grad():
+        mean = vae.encode(video).mean
+        torch.testing.assert_close(latents, (mean - 0.1) * 0.5)
+        torch.testing.assert_close(space.decode(latents), vae.decode(mean).clamp(-1, 1))
+    drawn = space.encode(video, [torch.Generator().manual_seed(0)])
+    assert drawn.shape == latents.shape and not torch.equal(drawn, latents)
+    assert torch.equal(drawn, space.encode(video, [torch.Generator().manual_seed(0)]))
+
+
+def test_a_latent_element_is_known_only_where_all_its_pixels_are(vae_dir):
+    space = LatentSpace.load(vae_dir)
+    mask = torch.zeros(1, 1, FRAMES, SIZE, SIZE, dtype=torch.bool)
+    mask[:, :, :3] = True            # frame 0 (latent 0) and frames 1-2 (latent 1)
+    mask[:, :, 2, 5, 9] = False      # but one pixel of frame 2: latent 1's block (1, 2) is not whole
+    mask[:, :, 3] = True             # frame 3 alone: half of latent 2
+    latent = space.latent_mask(mask)
+    assert latent.shape == (1, 1, 3, SIZE // S, SIZE // S)
+    assert latent[0, 0, 0].all() and not latent[0, 0, 2].any()
+    assert latent[0, 0, 1].sum() == 15 and not latent[0, 0, 1, 1, 2]
+
+
+@pytest.mark.parametrize("frames,size,needle", [(4, SIZE, "makes 1 .* 2.n frames"), (FRAMES, 18, "divisible by 4")])
+def test_sizes_the_autoencoder_cannot_encode_are_refused(vae_dir, frames, size, needle):
+    with pytest.raises(KinemaError, match=needle):
+        LatentSpace.load(vae_dir).latent_size(frames, size, size)
+
+
+def test_the_pipeline_samples_latents_and_decodes_them(vae_dir, monkeypatch):
+    model, config = latent_config(vae_dir)
+    pipe = TextToVideoPipeline(model, config)
+    assert pipe.spec.channels == 3 and pipe.spec.num_frames == FRAMES and pipe.spec.autoencoder
+    seen = []
+    forward = type(model).forward
+    monkeypatch.setattr(type(model), "forward", lambda self, x, t, cond: seen.append(x.shape) or forward(self, x, t,
+                                                                                                          cond))
+    video = pipe("", steps=2, guidance=1.0, progress=False)
+    assert video.shape == (1, 3, FRAMES, SIZE, SIZE)
+    assert set(seen) == {torch.Size([1, Z, 3, SIZE // S, SIZE // S])}
+    space = LatentSpace.load(vae_dir)
+    torch.testing.assert_close(space.decode(space.encode(video)), pipe.latents.decode(pipe.latents.encode(video)))
+
+
+@pytest.mark.parametrize("frame_conditioning", [False, True])
+def test_known_pixels_come_back_exactly_from_a_latent_model(vae_dir, frame_conditioning):
+    model, config = latent_config(vae_dir, frame_conditioning)
+    pipe = TextToVideoPipeline(model, config)
+    video = clip()
+    mask = torch.zeros(1, 1, FRAMES, SIZE, SIZE, dtype=torch.bool)
+    mask[:, :, 0] = True
+    mask[:, :, 3, 2:9, 4:12] = True
+    out = pipe("", known=KnownPixels(video, mask), steps=2, guidance=1.0, progress=False)
+    assert torch.equal(out[mask.expand_as(out)], video[mask.expand_as(video)])
+    assert not torch.allclose(out[:, :, 1], video[:, :, 1])
+
+
+def test_a_latent_model_directory_carries_its_autoencoder(vae_dir, tmp_path):
+    model, config = latent_config(vae_dir)
+    saved = save_pretrained(tmp_path / "model", model, config)
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(saved), str(moved))
+    shutil.rmtree(vae_dir)  # the directory no longer needs the original
+    _, loaded, _ = load_pretrained(moved)
+    assert loaded.autoencoder == str(moved / "autoencoder")
+    pipe = TextToVideoPipeline.from_pretrained(moved)
+    assert pipe.latents.normalization == LatentNormalization(scale=0.5, shift=0.1)
+    assert pipe("", steps=1, guidance=1.0, progress=False).shape == (1, 3, FRAMES, SIZE, SIZE)
+    assert '"autoencoder": "autoencoder"' in (moved / "config.json").read_text()  # no machine paths inside
+
+
+def test_an_autoencoder_directory_is_not_taken_for_a_denoiser(vae_dir):
+    with pytest.raises(KinemaError, match="autoencoder directory, not a denoiser"):
+        TextToVideoPipeline.from_pretrained(vae_dir)
+
+
+# ------------------------------------------------------------------------------------------ training on latents
+
+LATENT_RUN = ["model.in_channels=4", f"data.num_frames={FRAMES}", f"data.size={SIZE}", "train.steps=2"]
+
+
+def recording(trainer) -> list[torch.Tensor]:
+    """The clean tensors the trainer's diffusion loss is given, step by step."""
+    seen, loss = [], trainer.loss_fn
+    trainer.loss_fn = lambda model_fn, x0, **kw: seen.append(x0.detach().clone()) or loss(model_fn, x0, **kw)
+    return seen
+
+
+def test_a_latent_model_trains_on_sampled_latents_of_its_clips(vae_dir, tiny_config, text_encoder, monkeypatch):
+    from kinema.training.trainer import Trainer
+
+    encoded, encode = [], LatentSpace.encode
+    monkeypatch.setattr(LatentSpace, "encode", lambda self, video, generators=None: encoded.append(
+        (video, generators, encode(self, video, generators))) or encoded[-1][2])
+    trainer = Trainer(tiny_config(*LATENT_RUN, f"model.autoencoder={vae_dir}"), text_encoder=text_encoder,
+                      progress=False)
+    seen = recording(trainer)
+    checkpoint = trainer.train()
+    assert [x.shape for x in seen] == [torch.Size([2, Z, 3, SIZE // S, SIZE // S])] * 2
+    for (video, generators, latents), x0 in zip(encoded, seen):
+        assert video.shape == (2, 3, FRAMES, SIZE, SIZE) and len(generators) == 2
+        assert torch.equal(latents, x0)
+        mean = encode(LatentSpace.load(vae_dir), video)
+        assert not torch.allclose(latents, mean)  # a posterior sample, not the mean
+    assert (checkpoint / "autoencoder" / "config.json").is_file()
+
+
+def test_cached_latents_are_what_a_latent_model_trains_on(vae_dir, tiny_config, text_encoder, tmp_path):
+    from kinema.autoencoder.cache import cache_latents
+    from kinema.data.shards import ShardDataset, ShardsConfig
+    from kinema.training.trainer import Trainer
+
+    config = tiny_config(*LATENT_RUN, f"model.autoencoder={vae_dir}")
+    cache_latents(config, tmp_path / "latents", items=4)
+    cached = ShardDataset(str(tmp_path / "latents"))
+    assert len(cached) == 4 and "video" not in cached[0] and cached[0]["caption"]
+    assert cached[0]["latent"].shape == (Z, 3, SIZE // S, SIZE // S)
+    from_shards = replace(config, data_kind="shards", data=ShardsConfig(str(tmp_path / "latents"), num_frames=FRAMES,
+                                                                        size=SIZE))
+    trainer = Trainer(from_shards, text_encoder=text_encoder, progress=False, overwrite=True)
+    seen = recording(trainer)
+    trainer.train()
+    stored = torch.stack([cached[i]["latent"].float() for i in range(4)])
+    assert len(seen) == 2 and all(any(torch.equal(row, other) for other in stored) for x0 in seen for row in x0)
+    pixel_model = replace(from_shards, autoencoder="", model=replace(from_shards.model, in_channels=3))
+    with pytest.raises(KinemaError, match="set model.autoencoder"):
+        Trainer(pixel_model, text_encoder=text_encoder, progress=False, overwrite=True).train()
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["model.in_channels=3"], "'model.in_channels' is 3 but autoencoder"),
+    (["data.num_frames=4"], "makes 1 .* 2.n frames"),
+    (["train.temporal_loss.feature=0.1"], "temporal_loss.feature"),
+])
+def test_a_latent_run_that_does_not_fit_its_autoencoder_is_one_line(vae_dir, tiny_config, text_encoder, overrides,
+                                                                     needle):
+    from kinema.training.trainer import Trainer
+
+    with pytest.raises(KinemaError, match=needle):
+        Trainer(tiny_config(*LATENT_RUN, f"model.autoencoder={vae_dir}", *overrides), text_encoder=text_encoder,
+                progress=False)
+
+
+def test_kinema_generate_writes_a_latent_models_video(vae_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from kinema.cli import app
+    from kinema.video import read_video
+
+    model, config = latent_config(vae_dir)
+    save_pretrained(tmp_path / "model", model, config)
+    result = CliRunner().invoke(app, ["generate", "a red ball", "-c", str(tmp_path / "model"), "--steps", "2",
+                                      "-o", str(tmp_path / "out.mp4")])
+    assert result.exit_code == 0, result.output
+    video = read_video(tmp_path / "out.mp4")[0]
+    assert video.shape == (3, FRAMES, SIZE * 8, SIZE * 8)  # written at the default scale 8
