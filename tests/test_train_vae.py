@@ -206,6 +206,10 @@ def test_train_vae_then_export_writes_an_autoencoder_directory(tmp_path):
     ema = load_file(tmp_path / "run/checkpoints/step_0000002/ema.safetensors")
     assert all(torch.equal(v, ema[f"vae.{k}"]) for k, v in vae.state_dict().items())  # the EMA autoencoder
 
+    described = CliRunner().invoke(app, ["info", str(tmp_path / "run/checkpoints/step_0000002")])
+    assert described.exit_code == 0 and "step: 2" in described.output and "causal video autoencoder" in \
+        described.output and "disc_start" in described.output
+
     again = CliRunner().invoke(app, run)  # a fresh run into the same folder is refused, as for kinema train
     assert again.exit_code == 2 and "--overwrite" in again.stderr
 

@@ -135,7 +135,15 @@ def test_killed_writes_are_cleaned_up_at_start(tiny_config, text_encoder):
     assert sorted(os.listdir(folder)) == ["latest", "step_0000001", "unrelated"]
 
 
-def test_ctrl_c_during_a_checkpoint_write_finishes_it_first(tiny_config, text_encoder, monkeypatch):
+@pytest.fixture
+def default_ctrl_c():
+    """Ctrl-C raises KeyboardInterrupt, as in a fresh process, whatever handler an earlier test left installed."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_checkpoint_write_finishes_it_first(tiny_config, text_encoder, monkeypatch, default_ctrl_c):
     config = tiny_config("train.steps=5", "train.checkpoint_every=2")
     real_write = checkpoint_module.write_model_files
 

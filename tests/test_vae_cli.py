@@ -97,3 +97,12 @@ def test_bad_input_is_a_one_line_error(tmp_path, vae_dir, video_file, tiny_confi
     write_video(tmp_path / "one.mp4", torch.zeros(3, 1, 16, 16))
     code, output = run("vae", "encode", tmp_path / "one.mp4", "-c", vae_dir, "-o", tmp_path / "one.safetensors")
     assert code == 0, output  # a single frame is 1 + k*0 frames: one latent frame
+
+
+def test_info_describes_an_autoencoder_directory(vae_dir):
+    code, output = run("info", vae_dir)
+    assert code == 0, output
+    parameters = sum(p.numel() for p in CausalVideoVAE(CausalVAEConfig(channels=8, channel_mult=(1, 2),
+                                                                       norm_groups=4)).parameters())
+    assert f"model: causal video autoencoder, {parameters:,} parameters" in output
+    assert "latent_scale: 1.0" in output and "spatial_downsample: 4" in output

@@ -591,25 +591,43 @@ def train_vae(
 @app.command()
 @user_errors
 def info(checkpoint: Path = typer.Argument(..., help="model or training checkpoint directory")):
-    """Print a checkpoint's config, parameter count and training step."""
+    """Print a checkpoint's config, parameter count and training step (a denoiser's or an autoencoder's)."""
     from omegaconf import OmegaConf
 
+    from kinema.autoencoder import CausalVideoVAE
+    from kinema.autoencoder.config import is_autoencoder_checkpoint, read_run_config
+    from kinema.autoencoder.directory import KIND, read_autoencoder_config
     from kinema.models.pretrained import load_pretrained
 
-    model, config, metadata = load_pretrained(checkpoint)
+    if is_autoencoder_checkpoint(checkpoint):
+        config, metadata = read_run_config(checkpoint)
+        name, model, values = "causal video autoencoder", CausalVideoVAE(config.autoencoder), config.to_dict()
+    elif _config_values(checkpoint / "config.json").get("kind") == KIND:
+        architecture, latents, metadata = read_autoencoder_config(checkpoint)
+        name, model = "causal video autoencoder", CausalVideoVAE(architecture)
+        values = {"autoencoder": architecture.to_dict(), "latent_scale": latents.scale, "latent_shift": latents.shift}
+    else:
+        model, config, metadata = load_pretrained(checkpoint)
+        name, values = config.model_name, config.to_dict()
     parameters = sum(p.numel() for p in model.parameters())
     typer.echo(f"checkpoint: {checkpoint}")
-    typer.echo(f"model: {config.model_name}, {parameters:,} parameters")
+    typer.echo(f"model: {name}, {parameters:,} parameters")
     typer.echo(f"step: {metadata.get('step', 'unknown')}")
-    typer.echo(OmegaConf.to_yaml(OmegaConf.create(config.to_dict())).rstrip())
+    typer.echo(OmegaConf.to_yaml(OmegaConf.create(values)).rstrip())
+
+
+def _config_values(config_file: Path) -> dict:
+    """The JSON object in `config_file`; {} when it is missing, unreadable, not UTF-8, not JSON or not an object."""
+    try:
+        values = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return values if isinstance(values, dict) else {}
 
 
 def _is_kinema_model(config_file: Path) -> bool:
     """Whether `config_file` is the config.json of a Kinema model or checkpoint directory."""
-    try:
-        return isinstance(values := json.loads(config_file.read_text()), dict) and "kinema" in values
-    except (OSError, ValueError):  # missing, unreadable, not UTF-8 or not JSON: not ours
-        return False
+    return "kinema" in _config_values(config_file)
 
 
 @app.command()
