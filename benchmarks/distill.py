@@ -21,22 +21,11 @@ import time
 from pathlib import Path
 
 import torch
-from shipped_model_quality import evaluate, family_of, prompt_suite
+from shipped_model_quality import SCORES, evaluate, family_of, prompt_suite, relative
 
 from kinema.conditioning.text import TextEncoder
 from kinema.models.pretrained import read_config
 from kinema.pipelines.text_to_video import TextToVideoPipeline, shipped_model
-
-ROOT = Path(__file__).resolve().parent.parent
-SCORES = {"colour_accuracy": "colour", "one_ball_count_accuracy": "1-ball count", "two_ball_count_accuracy":
-          "2-ball count", "direction_accuracy": "direction", "count_constancy": "count const.",
-          "color_constancy": "colour const.", "identity_persistence": "identity"}
-
-
-def relative(path: Path) -> str:
-    """`path` relative to the repository when inside it, so that results name no machine's directories."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def runs(teacher: Path, student: Path, int8_teacher: bool) -> list[dict]:

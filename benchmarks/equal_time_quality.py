@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from shipped_model_quality import evaluate, family_of, prompt_suite
+from shipped_model_quality import SCORES, evaluate, family_of, prompt_suite, relative
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from unet_vs_diffusers import machine_info
 
@@ -43,16 +43,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"kinema": (ROOT / "configs" / "balls.yaml", []),
           "diffusers": (ROOT / "configs" / "balls_diffusers_unet3d.yaml", [])}
 LABELS = {"kinema": "Kinema VideoUNet", "diffusers": "diffusers UNet3DConditionModel"}
-SCORES = {"colour_accuracy": "colour", "one_ball_count_accuracy": "1-ball count", "two_ball_count_accuracy":
-          "2-ball count", "direction_accuracy": "direction", "count_constancy": "count const.",
-          "color_constancy": "colour const.", "identity_persistence": "identity"}
-
-
-def relative(path: Path) -> str:
-    """`path` relative to the repository when inside it, so that results name no machine's directories."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
 
 def train(name: str, args: argparse.Namespace) -> tuple[Path, float]:
     """Run `kinema train` for `name` in a fresh process until its time limit; returns its output directory and the

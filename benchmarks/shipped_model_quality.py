@@ -27,6 +27,16 @@ from kinema.metrics.physics import identity_scores
 from kinema.pipelines.text_to_video import TextToVideoPipeline
 
 COLOURS = ["red", "green", "blue", "yellow", "magenta", "cyan", "white", "orange"]
+ROOT = Path(__file__).resolve().parent.parent
+SCORES = {"colour_accuracy": "colour", "one_ball_count_accuracy": "1-ball count", "two_ball_count_accuracy":
+          "2-ball count", "direction_accuracy": "direction", "count_constancy": "count const.",
+          "color_constancy": "colour const.", "identity_persistence": "identity"}  # the scores, as tables name them
+
+
+def relative(path: Path) -> str:
+    """`path` relative to the repository when inside it, so that results name no machine's directories."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def prompt_suite() -> list[dict]:
