@@ -20,7 +20,7 @@ from kinema.atomic import atomic_directory
 from kinema.autoencoder.causal_vae import CausalVAEConfig, CausalVideoVAE
 from kinema.config import dataclass_from_dict
 from kinema.errors import KinemaError
-from kinema.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, weights_file
+from kinema.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_directory_config, weights_file
 
 KIND = "autoencoder"
 CONFIG_KEY = "autoencoder"  # the architecture's section in config.json
@@ -74,17 +74,7 @@ def read_autoencoder_config(path: str | Path) -> tuple[CausalVAEConfig, LatentNo
     bad file is a one-line error naming it."""
     path = Path(path)
     file = path / CONFIG_FILE
-    if not path.is_dir():
-        raise KinemaError(f"autoencoder not found: {path} (expected a directory with {CONFIG_FILE} and "
-                          f"{WEIGHTS_FILE})")
-    if not file.is_file():
-        raise KinemaError(f"not an autoencoder directory: {path} has no {CONFIG_FILE}")
-    try:
-        values = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise KinemaError(f"corrupt autoencoder config: {file} is not JSON") from None
-    if not isinstance(values, dict):
-        raise KinemaError(f"corrupt autoencoder config: {file} is not a JSON object")
+    values = read_directory_config(path, "autoencoder")
     if values.get("kind") != KIND:
         what = "a denoiser model directory" if "kinema" in values else "not a Kinema autoencoder"
         raise KinemaError(f"{path} is {what}, not an autoencoder ({file} lacks \"kind\": \"{KIND}\")")

@@ -48,22 +48,32 @@ def save_pretrained(path: str | Path, model: nn.Module, config: Config, metadata
     return Path(path)
 
 
+def read_directory_config(path: Path, what: str) -> dict:
+    """The JSON object in the config.json of a `what` directory ("checkpoint", "autoencoder"); a missing directory
+    or file, or a file that is not a JSON object, is a one-line error naming it."""
+    file = path / CONFIG_FILE
+    if not path.is_dir():
+        raise KinemaError(f"{what} not found: {path} (expected a directory with {CONFIG_FILE} and {WEIGHTS_FILE})")
+    if not file.is_file():
+        raise KinemaError(f"not a Kinema {what} directory: {path} has no {CONFIG_FILE}")
+    try:
+        values = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise KinemaError(f"corrupt {what} config: {file} is not JSON") from None
+    if not isinstance(values, dict):
+        raise KinemaError(f"corrupt {what} config: {file} is not a JSON object")
+    return values
+
+
 def read_config(path: str | Path) -> tuple[Config, dict]:
     """The `Config` and the extra metadata (e.g. step) stored in a model or checkpoint directory."""
     path = Path(path)
     file = path / CONFIG_FILE
-    if not path.is_dir():
-        raise KinemaError(f"checkpoint not found: {path} (expected a directory with {CONFIG_FILE} and {WEIGHTS_FILE})")
-    if not file.is_file():
-        raise KinemaError(f"not a Kinema checkpoint: {path} has no {CONFIG_FILE}")
-    try:
-        values = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise KinemaError(f"corrupt checkpoint config: {file} is not JSON") from None
-    if isinstance(values, dict) and values.get("kind") == "autoencoder":
+    values = read_directory_config(path, "checkpoint")
+    if values.get("kind") == "autoencoder":
         raise KinemaError(f"{path} is an autoencoder directory, not a denoiser: use it with 'kinema vae' or as "
                           f"model.autoencoder")
-    if not isinstance(values, dict) or not isinstance(values.get("kinema"), dict):
+    if not isinstance(values.get("kinema"), dict):
         raise KinemaError(f"not a Kinema checkpoint config: {file} has no 'kinema' section")
     config = config_from_dict(values.pop("kinema"))
     if config.autoencoder == AUTOENCODER_FOLDER:  # the directory's own copy
