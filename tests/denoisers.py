@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.controls import control_channels
 from kinema.config import Config
 from kinema.data.registry import DATASETS
 from kinema.models.denoiser import Denoiser
@@ -64,4 +65,8 @@ def denoiser_inputs(model: Denoiser, batch: int = 2, frames: int = 4, size: int 
     if "frames" in fields:
         cond.frames = torch.rand(x.shape, generator=generator) * 2 - 1
         cond.frame_mask = torch.rand(batch, 1, *x.shape[2:], generator=generator) < 0.5
+    if "control" in fields:
+        cond.control = torch.randn(batch, control_channels(model.controls), *x.shape[2:], generator=generator)
+    if "attributes" in fields:
+        cond.attributes = torch.rand(batch, len(model.attributes), generator=generator) * 2
     return x, t, cond

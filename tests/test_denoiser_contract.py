@@ -15,8 +15,9 @@ from kinema.models.pretrained import load_pretrained, read_config, save_pretrain
 from kinema.models.registry import MODELS
 from kinema.models.sampling_spec import SamplingSpec, read_sampling_spec
 
-FULL = {"video_unet": dict(num_classes=3, motion=True, frame_conditioning=True),
-        "video_dit": dict(num_classes=3, frame_conditioning=True), "inflated_unet": {},
+CONTROLS = dict(controls=("trajectory", "low_res_x2"), attributes=("speed", "brightness"))
+FULL = {"video_unet": dict(num_classes=3, motion=True, frame_conditioning=True, **CONTROLS),
+        "video_dit": dict(num_classes=3, frame_conditioning=True, **CONTROLS), "inflated_unet": {},
         "diffusers_unet3d": {}}  # every optional conditioning input each model has, switched on
 NAMES = list(MODELS)
 
@@ -66,6 +67,10 @@ def changed(cond: Conditioning, field: str, model: Denoiser) -> Conditioning:
         return replace(cond, frames=-cond.frames)
     if field == "frame_mask":
         return replace(cond, frame_mask=~cond.frame_mask)
+    if field == "control":
+        return replace(cond, control=-cond.control)
+    if field == "attributes":
+        return replace(cond, attributes=cond.attributes + 0.5)
     raise AssertionError(f"no alternative value for {field}")
 
 
@@ -84,7 +89,8 @@ PLAUSIBLE = {  # a well-shaped value of every Conditioning field, for B = 2, T =
     "text": lambda: torch.randn(2, 3, TEXT), "text_mask": lambda: torch.ones(2, 3, dtype=torch.bool),
     "labels": lambda: torch.zeros(2, dtype=torch.long), "frames": lambda: torch.zeros(2, 3, 4, 8, 8),
     "frame_mask": lambda: torch.ones(2, 1, 4, 8, 8, dtype=torch.bool), "fps": lambda: torch.full((2,), 8.0),
-    "motion": lambda: torch.zeros(2, 2),
+    "motion": lambda: torch.zeros(2, 2), "control": lambda: torch.zeros(2, 4, 4, 8, 8),
+    "attributes": lambda: torch.ones(2, 2),
 }
 
 

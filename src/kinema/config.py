@@ -100,6 +100,7 @@ class TrainConfig:
     compile: bool = False              # torch.compile the denoiser (a GPU speed-up; same results within tolerance)
     caption_dropout: float = within(0, 1, 0.1)  # probability of training on the empty prompt (for guidance)
     label_dropout: float = within(0, 1, 0.1)  # probability of training without the class label (class guidance)
+    control_dropout: float = within(0, 1, 0.1)  # probability of training without each control map / knob
     frame_tasks: tuple[str, ...] = one_of(FRAME_TASKS, ())  # each sample draws one (kinema.diffusion.frame_tasks)
     text_encoder: str = non_empty("minilm")  # 'minilm', a local path or a hub id of a transformers text model
     seed: int = at_least(0, 0)

@@ -21,6 +21,10 @@ class Conditioning:
     frame_mask:  [B, 1, T, H, W] bool, True for the pixels that are given (whole frames, boxes, borders)
     fps:         [B] float frames per second
     motion:      [B, 2] float overall direction (x right, y down), e.g. from prompt words (motion_words.py)
+    control:     [B, Cc, T, H, W] float dense control maps (path heatmaps, camera flow, a low-res video), in the
+                 order of the model's `controls` (kinema.conditioning.controls); zeros = no control
+    attributes:  [B, A] float scalar knobs (speed, brightness, ...) in the order of the model's `attributes`;
+                 NaN = not given
     """
 
     text: Tensor | None = None
@@ -30,6 +34,8 @@ class Conditioning:
     frame_mask: Tensor | None = None
     fps: Tensor | None = None
     motion: Tensor | None = None
+    control: Tensor | None = None
+    attributes: Tensor | None = None
 
     def present(self) -> set[str]:
         """Names of the fields that are set."""

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.controls import control_channels
 from kinema.errors import KinemaError
 
 
@@ -38,6 +39,7 @@ class Denoiser(nn.Module):
         classes, plus what `extra_conditioning_fields` adds."""
         fields = {"text", "text_mask"} if self.text_dim else set()
         fields |= {"frames", "frame_mask"} if self.frame_conditioning else set()
+        fields |= ({"control"} if self.controls else set()) | ({"attributes"} if self.attributes else set())
         return frozenset(fields | ({"labels"} if self.num_classes else set()) | self.extra_conditioning_fields())
 
     def extra_conditioning_fields(self) -> set[str]:
@@ -65,6 +67,16 @@ class Denoiser(nn.Module):
         skipped."""
         mask = cond.frame_mask.to(x.dtype)
         return torch.cat([cond.frames.to(x.dtype) * mask, mask], dim=1)
+
+    @property
+    def controls(self) -> tuple[str, ...]:
+        """The dense control maps it reads in `cond.control` (`model.controls`; kinema.conditioning.controls)."""
+        return tuple(getattr(self.config, "controls", ()))
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """The scalar knobs it reads in `cond.attributes` (`model.attributes`; kinema.conditioning.controls)."""
+        return tuple(getattr(self.config, "attributes", ()))
 
     @property
     def in_channels(self) -> int:
@@ -113,6 +125,13 @@ class Denoiser(nn.Module):
             raise KinemaError(f"cond.frames must be shaped like x {list(x.shape)} and cond.frame_mask a bool "
                               f"[B, 1, T, H, W] = {[b, 1, *x.shape[2:]]}, got {list(cond.frames.shape)} and "
                               f"{cond.frame_mask.dtype} {list(cond.frame_mask.shape)}")
+        channels = control_channels(self.controls)
+        if cond.control is not None and cond.control.shape != (b, channels, *x.shape[2:]):
+            raise KinemaError(f"cond.control must be [B, {channels}, T, H, W] = {[b, channels, *x.shape[2:]]} (maps "
+                              f"{', '.join(self.controls)}), got {list(cond.control.shape)}")
+        if cond.attributes is not None and cond.attributes.shape != (b, len(self.attributes)):
+            raise KinemaError(f"cond.attributes must be [B, {len(self.attributes)}] (knobs "
+                              f"{', '.join(self.attributes)}), got {list(cond.attributes.shape)}")
         if cond.labels is not None:
             if cond.labels.shape != (b,):
                 raise KinemaError(f"cond.labels must be [B] = [{b}], got {list(cond.labels.shape)}")

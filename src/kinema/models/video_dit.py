@@ -20,11 +20,12 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.controls import ATTRIBUTES, CONTROL_MAPS, attribute_scales, check_names, control_channels
 from kinema.config import at_least
 from kinema.errors import KinemaError
 from kinema.models.denoiser import Denoiser
 from kinema.nn.attention import TEMPORAL_MASKS, Attention, temporal_mask
-from kinema.nn.embeddings import LearnedPositionEmbedding3d, NoiseLevelEmbedding, sincos_position_embedding_3d
+from kinema.nn.embeddings import AttributeEmbedding, LearnedPositionEmbedding3d, NoiseLevelEmbedding, sincos_position_embedding_3d
 
 POSITION_KINDS = ("sincos", "learned", "rope3d")
 DIT_ATTENTION = ("factorized", "full")
@@ -53,11 +54,15 @@ class VideoDiTConfig:
     text_dim: int = at_least(0, 384)                  # text token width (cross-attention); 0 = no text
     num_classes: int = at_least(0, 0)                 # class labels for adaLN (0 = none)
     frame_conditioning: bool = False                  # also read known frames/pixels (cond.frames, cond.frame_mask)
+    controls: tuple[str, ...] = ()                    # dense control maps (cond.control): trajectory, camera, ...
+    attributes: tuple[str, ...] = ()                  # scalar knobs (cond.attributes): speed, brightness, ...
     temporal_mask: str = "bidirectional"              # bidirectional | causal
     temporal_window: int = at_least(0, 0)             # attend only to token frames this close (0 = all)
     prune_static: float = 0.0                         # fraction of tokens after frame 0 skipped as static (full)
 
     def __post_init__(self):
+        check_names("model.controls", self.controls, CONTROL_MAPS)
+        check_names("model.attributes", self.attributes, ATTRIBUTES)
         if self.preset:
             if self.preset not in VIDEO_DIT_PRESETS:
                 raise KinemaError(f"model.preset: unknown '{self.preset}' (choose from {', '.join(VIDEO_DIT_PRESETS)})")
@@ -166,7 +171,12 @@ class VideoDiT(Denoiser):
         # known pixels + mask, added to the patch tokens; zero and without bias (see VideoUNet.frames_in)
         self.frames_embed = (nn.Conv3d(config.in_channels + 1, dim, patch, stride=patch, bias=False)
                              if config.frame_conditioning else None)
+        # control maps, added to the patch tokens through a zero layer (ControlNet's zero convolution)
+        self.control_embed = (nn.Conv3d(control_channels(config.controls), dim, patch, stride=patch, bias=False)
+                              if config.controls else None)
         self.noise_embed = NoiseLevelEmbedding(dim)
+        self.attribute_embed = AttributeEmbedding(dim, attribute_scales(config.attributes)) if config.attributes \
+            else None
         self.label_embed = nn.Embedding(config.num_classes + 1, dim) if config.num_classes else None  # +1: null
         self.text_pool = nn.Linear(config.text_dim, dim) if config.text_dim else None
         self.positions = (LearnedPositionEmbedding3d(dim, *config.max_grid) if config.positions == "learned"
@@ -194,8 +204,11 @@ class VideoDiT(Denoiser):
             nn.init.zeros_(block.ada[-1].bias)
             if block.cross is not None:  # ungated: its zero output projection keeps the block an identity
                 nn.init.zeros_(block.cross.to_out.weight)
-        if self.frames_embed is not None:
-            nn.init.zeros_(self.frames_embed.weight)
+        for embed in (self.frames_embed, self.control_embed):
+            if embed is not None:
+                nn.init.zeros_(embed.weight)
+        if self.attribute_embed is not None:  # xavier above re-drew its zero output layer
+            nn.init.zeros_(self.attribute_embed.mlp[-1].weight)
         for layer in (self.final.ada[-1], self.final.linear):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -218,6 +231,10 @@ class VideoDiT(Denoiser):
                        else cond.text_mask.float())
             pooled = (cond.text * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
             c = c + self.text_pool(pooled)[:, None]
+        if self.attribute_embed is not None:  # no knobs given read as "not given"
+            values = (torch.full((batch, len(self.config.attributes)), float("nan"), device=t.device)
+                      if cond.attributes is None else cond.attributes)
+            c = c + self.attribute_embed(values.float())[:, None].to(c.dtype)
         return c
 
     def _static_tokens(self, x: Tensor, grid: tuple[int, int]) -> Tensor:
@@ -241,6 +258,8 @@ class VideoDiT(Denoiser):
         embedded = self.patch_embed(x)
         if self.frames_embed is not None and cond.frames is not None:
             embedded = embedded + self.frames_embed(self.known_pixels(x, cond))
+        if self.control_embed is not None and cond.control is not None:
+            embedded = embedded + self.control_embed(cond.control.to(x.dtype))
         tokens = rearrange(embedded, "b d t h w -> b (t h w) d")
         if self.config.positions == "sincos":
             tokens = tokens + sincos_position_embedding_3d(*grid, tokens.shape[-1], device=x.device).to(tokens.dtype)

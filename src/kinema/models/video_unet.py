@@ -26,12 +26,13 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.controls import ATTRIBUTES, CONTROL_MAPS, attribute_scales, check_names, control_channels
 from kinema.config import at_least
 from kinema.errors import KinemaError
 from kinema.models.denoiser import Denoiser
 from kinema.nn.attention import TEMPORAL_MASKS, VideoTransformerBlock
 from kinema.nn.conv import CONV_KINDS, SpatialConv, video_conv
-from kinema.nn.embeddings import DirectionEmbedding, NoiseLevelEmbedding
+from kinema.nn.embeddings import AttributeEmbedding, DirectionEmbedding, NoiseLevelEmbedding
 from kinema.nn.recurrent import RECURRENT_KINDS, recurrent_block
 
 ATTENTION_KINDS = ("none", "temporal", "spatial", "joint", "parallel", "interleaved", "axial", "windowed")
@@ -52,6 +53,8 @@ class VideoUNetConfig:
     motion: bool = False                              # also read cond.motion, an overall [B, 2] direction
     num_classes: int = at_least(0, 0)                 # class labels (cond.labels) joining the noise level (0 = none)
     frame_conditioning: bool = False                  # also read known frames/pixels (cond.frames, cond.frame_mask)
+    controls: tuple[str, ...] = ()                    # dense control maps (cond.control): trajectory, camera, ...
+    attributes: tuple[str, ...] = ()                  # scalar knobs (cond.attributes): speed, brightness, ...
     temporal_kernel_size: int = at_least(1, 3)        # k_t of the video convolutions
     norm_groups: int = at_least(1, 8)                 # GroupNorm groups
     conv: str = "factorized"                          # factorized | full3d | p3d_a | p3d_b | p3d_c | depthwise3d
@@ -66,6 +69,8 @@ class VideoUNetConfig:
     temporal_downsample: tuple[bool, ...] = ()        # per down step: also halve T (empty = never)
 
     def __post_init__(self):
+        check_names("model.controls", self.controls, CONTROL_MAPS)
+        check_names("model.attributes", self.attributes, ATTRIBUTES)
         if len(self.attention) != len(self.channel_mult):
             raise KinemaError(f"model.attention has {len(self.attention)} entries but model.channel_mult has "
                               f"{len(self.channel_mult)}: give one attention kind per level")
@@ -195,6 +200,13 @@ class VideoUNet(Denoiser):
                                     padding=(0, 1, 1), bias=False) if config.frame_conditioning else None)
         if self.frames_in is not None:
             nn.init.zeros_(self.frames_in.weight)
+        # control maps, added to the stem through a zero layer (ControlNet's zero convolution)
+        self.control_in = (nn.Conv3d(control_channels(config.controls) * config.patch_size ** 2, widths[0], (1, 3, 3),
+                                     padding=(0, 1, 1), bias=False) if config.controls else None)
+        if self.control_in is not None:
+            nn.init.zeros_(self.control_in.weight)
+        self.attribute_embed = AttributeEmbedding(emb_dim, attribute_scales(config.attributes)) if config.attributes \
+            else None
 
         temporal = config.temporal_downsample or (False,) * (len(widths) - 1)
         self.down_levels, self.downsamplers = nn.ModuleList(), nn.ModuleList()
@@ -289,11 +301,17 @@ class VideoUNet(Denoiser):
         if self.label_embed is not None:  # no label given reads as the null class
             labels = x.new_full((b,), -1, dtype=torch.long) if cond.labels is None else cond.labels
             emb = emb + self.label_embed(self.null_label_index(labels))[:, None]
+        if self.attribute_embed is not None:  # no knobs given read as "not given"
+            values = (x.new_full((b, len(self.config.attributes)), float("nan")) if cond.attributes is None
+                      else cond.attributes.to(x.dtype))
+            emb = emb + self.attribute_embed(values)[:, None]
 
         to_patches = "b c t (h p1) (w p2) -> b (c p1 p2) t h w"
         h = self.conv_in(rearrange(x, to_patches, p1=p, p2=p))
         if self.frames_in is not None and cond.frames is not None:
             h = h + self.frames_in(rearrange(self.known_pixels(x, cond), to_patches, p1=p, p2=p))
+        if self.control_in is not None and cond.control is not None:
+            h = h + self.control_in(rearrange(cond.control.to(x.dtype), to_patches, p1=p, p2=p))
         skips = [h]
         for level, down in zip(self.down_levels, self.downsamplers):
             h = self._level(level, h, emb, text, text_mask, None, skips)

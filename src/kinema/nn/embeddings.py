@@ -50,6 +50,28 @@ class DirectionEmbedding(nn.Module):
         return self.mlp(torch.cat([steady, steady * tau[None, :, None].to(direction.dtype)], dim=-1))
 
 
+class AttributeEmbedding(nn.Module):
+    """Embedding of scalar knobs [B, A] (SVD micro-conditioning, Blattmann et al. 2023): sin-cos features of each
+    value times its scale, an MLP, summed over knobs; NaN (not given) takes a learned per-knob vector instead. The
+    last layer starts at zero, so a model gaining knobs is unchanged until it learns them."""
+
+    def __init__(self, dim: int, scales: list[float], frequency_dim: int = 64):
+        super().__init__()
+        self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32), persistent=False)
+        self.frequency_dim = frequency_dim
+        self.null = nn.Parameter(torch.zeros(len(scales), frequency_dim))
+        self.mlp = nn.Sequential(nn.Linear(len(scales) * frequency_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, values: Tensor) -> Tensor:
+        """values [B, A] (NaN = not given) -> [B, dim]."""
+        missing = values.isnan()
+        features = sinusoidal_embedding(torch.where(missing, 0.0, values) * self.scales, self.frequency_dim)
+        features = torch.where(missing[..., None], self.null.to(features.dtype), features)
+        return self.mlp(features.flatten(1).to(self.mlp[0].weight.dtype))
+
+
 class RotaryEmbedding1d(nn.Module):
     """Rotary position embedding along one axis (RoFormer, Su et al. 2021) for attention over frames."""
 

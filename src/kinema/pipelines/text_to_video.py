@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from kinema.autoencoder.latent_space import LatentSpace
 from kinema.conditioning.anchored import PromptPlan, PromptSpec, plan_prompts
 from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.controls import resized_control, sampling_attributes, sampling_controls
 from kinema.conditioning.motion_words import motion_from_prompts
 from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
@@ -125,28 +126,34 @@ class TextToVideoPipeline:
         return cond.to(self.device)
 
     def _guided(self, texts: list[str], labels: Tensor | None, negative_prompt: str, guidance: float,
-                known: KnownPixels | None) -> DenoiseFn:
+                known: KnownPixels | None, controls: Conditioning | None = None) -> DenoiseFn:
         """The x0 denoiser of one text per video, with classifier-free guidance, reading `known` when the model
-        takes known pixels (both guidance branches see them: guidance acts on text and class only)."""
+        takes known pixels and the control maps and knobs of `controls` (both guidance branches see them: guidance
+        acts on text and class only)."""
         guided = guidance != 1.0 and (self.uses_text or labels is not None)
         cond = self._conditioning(texts, labels, negative_prompt, guided)
+        rows = 2 if guided else 1
         if known is not None and "frames" in self.model.conditioning_fields:
-            rows = 2 if guided else 1
             cond.frames, cond.frame_mask = known.video.repeat(rows, 1, 1, 1, 1), known.mask.repeat(rows, 1, 1, 1, 1)
+        if controls is not None:
+            controls = controls.to(self.device)
+            cond.control = None if controls.control is None else controls.control.repeat(rows, 1, 1, 1, 1)
+            cond.attributes = None if controls.attributes is None else controls.attributes.repeat(rows, 1)
         denoise = x0_denoiser(lambda x, t: self.model(x, t, cond), self.schedule, self.config.diffusion.prediction)
         return batched_classifier_free_guidance(denoise, guidance) if guided else denoise
 
     def denoiser(self, plan: PromptPlan, start: int, stop: int, *, labels: Tensor | None = None,
                  guidance: float = 1.0, negative_prompt: str = "", known: KnownPixels | None = None,
                  known_guidance: float = 0.0, motion_strength: float | None = None,
-                 direction_guidance: float = 0.0) -> DenoiseFn:
+                 direction_guidance: float = 0.0, controls: Conditioning | None = None) -> DenoiseFn:
         """The guided x0 denoiser of frames start..stop-1 of the videos `plan` describes: each frame's estimate is
         its phrases' estimates weighted by how much they own it; `known` (pixels of these frames) is kept by
         replacement, after `known_guidance` steps of reconstruction guidance; `motion_strength` scales motion away
-        from the nearest known frame; `direction_guidance` steers single-phrase prompts with motion words."""
+        from the nearest known frame; `direction_guidance` steers single-phrase prompts with motion words;
+        `controls` holds the control maps and knobs of a model trained with them."""
         texts, weights = plan.window(start, stop)
         known = None if known is None else known.to(self.device)
-        estimates = [self._guided(phrases, labels, negative_prompt, guidance, known) for phrases in texts]
+        estimates = [self._guided(phrases, labels, negative_prompt, guidance, known, controls) for phrases in texts]
         if len(estimates) == 1:
             denoise = estimates[0]
         else:
@@ -195,7 +202,8 @@ class TextToVideoPipeline:
                  known_guidance: float = 0.0, motion_strength: float | None = None,
                  init_video: Tensor | None = None, strength: float | None = None,
                  source_prompt: str | Sequence[str] | None = None,
-                 prompt_blend: int = 4) -> Tensor:
+                 prompt_blend: int = 4, controls: dict[str, Tensor] | None = None,
+                 attributes: dict[str, float | None] | None = None) -> Tensor:
         """Generate one video per prompt (of class `labels`: one for all, or one per prompt); options left None take
         the model's sampling spec, and 0 is an error, never a default. `time_grid` spaces the sampler's times
         (uniform | trailing | karras | shifted, kinema.diffusion.time_grids).
@@ -212,7 +220,11 @@ class TextToVideoPipeline:
         samples afresh; with `source_prompt` (what the video shows, one for all or one per video; "" for none) it starts
         from the video's DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
         keeps paths closer, and samples with DDIM unless `sampler` says otherwise. An edit keeps the video's motion:
-        direction guidance is off unless given."""
+        direction guidance is off unless given.
+
+        `controls` gives a model trained with control maps (`model.controls`: trajectory, camera, low_res_x2, ...)
+        its maps, each [1 or B, channels, T, H, W] at the video's size; `attributes` its knobs ({"speed": 2.0, ...});
+        those not given read as "no control" (kinema.conditioning.controls)."""
         prompts = [prompts] if isinstance(prompts, str) or _is_anchors(prompts) else list(prompts)
         spec, defaults = self.spec, self.spec.defaults
         steps = _at_least("steps", defaults.steps if steps is None else steps, 1)
@@ -240,25 +252,30 @@ class TextToVideoPipeline:
         sample_fn = get_sampler(sampler)
         label_indices = None if labels is None else self.class_labels(labels, len(prompts))
         given = known
+        motion_controls = Conditioning(
+            control=sampling_controls(self.model.controls, controls or {}, len(prompts), shape[2:]),
+            attributes=sampling_attributes(self.model.attributes, attributes or {}, len(prompts)))
         if self.latents is not None:
             if direction_guidance > 0 or any(_is_anchors(p) for p in prompts):
                 raise KinemaError("direction guidance and time-anchored prompts act on pixel frames: a latent model "
                                   "takes neither yet (set direction_guidance=0, give one text per video)")
             shape, known, init_video = self._in_latents(shape, known, init_video)
             frames = shape[2]
+            motion_controls.control = resized_control(motion_controls.control, shape[2:])
         generator = torch.Generator(self.device).manual_seed(seed)
         noise = torch.randn(shape, generator=generator, device=self.device)
         plan = plan_prompts(prompts, frames, prompt_blend)
         denoise = self.denoiser(plan, 0, frames, labels=label_indices, guidance=guidance,
                                 negative_prompt=negative_prompt, known=known, known_guidance=known_guidance,
-                                motion_strength=motion_strength, direction_guidance=direction_guidance)
+                                motion_strength=motion_strength, direction_guidance=direction_guidance,
+                                controls=motion_controls)
         inverting = None
         if source_prompt is not None and strength < 1:
             sources = [source_prompt] * len(prompts) if isinstance(source_prompt, str) else list(source_prompt)
             if len(sources) != len(prompts):
                 raise KinemaError(f"{len(sources)} source prompts for {len(prompts)} videos: give one, or one per video")
             inverting = self.denoiser(plan_prompts(sources, frames, prompt_blend), 0, frames, labels=label_indices,
-                                      known=known)
+                                      known=known, controls=motion_controls)
         x, times = self.start(noise, steps, defaults.time_grid if time_grid is None else time_grid, known,
                               init_video, strength, inverting)
         with tqdm(total=len(times) - 1, desc="sampling", unit="step", disable=not progress, leave=False) as bar:

@@ -20,6 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from kinema.autoencoder.latent_space import LatentSpace
 from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.controls import resized_control, training_controls
 from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
 from kinema.config import Config
@@ -116,24 +117,35 @@ class DiffusionObjective:
         """The diffusion loss of one micro-batch (no other terms to log); a latent model denoises its clips'
         latents: cached ones (`kinema cache-latents`), or a posterior sample drawn from each sample's generator."""
         cond = self.conditioning(model, batch, generators)
-        video = self._clean(batch, generators)
+        video = self._clean(model, batch, generators, cond)
         known, levels = self._frame_tasks(model, video, cond, generators)
         with self.accelerator.autocast():
             loss = self.loss_fn(lambda x, t: model(x, t, cond), video, generator=generators, known=known,
                                 levels=levels)
         return loss, {}
 
-    def _clean(self, batch: dict, generators: list[torch.Generator]) -> Tensor:
-        """The clean videos (or latents) the model learns to make."""
+    def _clean(self, model: nn.Module, batch: dict, generators: list[torch.Generator], cond: Conditioning) -> Tensor:
+        """The clean videos (or latents) the model learns to make; a model with controls or knobs also gets them in
+        `cond`, made from the batch's ground truth (kinema.conditioning.controls)."""
         device = self.accelerator.device
+        denoiser = self.accelerator.unwrap_model(model)
+        controlled = bool(denoiser.controls or denoiser.attributes)
         if "latent" in batch:
             if self.latents is None:
                 raise KinemaError("the data holds latents (from kinema cache-latents): set model.autoencoder to the "
                                   "autoencoder that made them")
+            if controlled:
+                raise KinemaError("model.controls and model.attributes are made from pixel clips: train on the video "
+                                  "data, not on cached latents")
             return batch["latent"].to(device, torch.float32)
-        if self.latents is None:
-            return batch["video"].to(device)
-        return self.latents.encode(batch["video"].to(device), generators)
+        video = batch["video"].to(device)
+        if controlled:
+            video, cond.control, cond.attributes = training_controls(
+                denoiser.controls, denoiser.attributes, batch, video, generators, self.config.train.control_dropout)
+        if self.latents is not None:
+            video = self.latents.encode(video, generators)
+        cond.control = resized_control(cond.control, video.shape[2:])
+        return video
 
     def write_samples(self, model: nn.Module, output_dir: Path, step: int, writer: SummaryWriter) -> None:
         """Generate `sample.prompts` with the EMA model."""

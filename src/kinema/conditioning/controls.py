@@ -1,0 +1,241 @@
+"""Trained motion controls (chapter 11.3.3-11.3.5): the dense control maps and scalar knobs a denoiser can be
+conditioned on, made from a training batch's ground truth or given by the user at sampling time.
+
+A model names its maps (`model.controls`, e.g. [trajectory, camera]) and knobs (`model.attributes`, e.g. [speed,
+brightness], SVD-style micro-conditioning, Blattmann et al. 2023). `Conditioning.control` stacks the maps' channels
+in that order, `Conditioning.attributes` the knobs. Maps enter through zero-initialised layers (ControlNet, Zhang et
+al. 2023), so adding a control to a trained model changes nothing until it learns to use it. A map of zeros means
+"no control" and NaN "knob not given": training drops each with probability `train.control_dropout`, so a model
+samples with any subset.
+
+Maps: `trajectory` (Gaussian heatmaps of the objects' centres), `object_flow` (each object's displacement to the
+next frame on its disc), `camera` (the flow a static scene shows under the camera's motion), `low_res_x2` /
+`low_res_x4` (the clip at half / quarter size, upsampled back: the condition of a super-resolution stage, Imagen
+Video / SVD; noised by `noise_aug` when the model reads that knob). Knobs: `speed` (objects' mean px per frame),
+`brightness` (a gain on the clip, drawn in training), `motion_amount` (mean absolute frame difference, SVD's motion
+bucket), `noise_aug` (the noise level of the low-res condition).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kinema.diffusion.loss import draw
+from kinema.errors import KinemaError
+
+FLOW_SCALE = 4.0  # flow maps are given in units of 4 px, so typical motions are ~1
+BRIGHTNESS_RANGE = (0.5, 1.5)  # the gain drawn per training clip
+NOISE_AUG_MAX = 0.5  # the low-res condition's noise level is drawn from U[0, NOISE_AUG_MAX] in training
+
+
+@dataclass(frozen=True)
+class ControlMap:
+    """A dense map of `channels` per pixel and frame; `from_batch(batch, video, extras)` makes it in training."""
+
+    channels: int
+    from_batch: Callable[[dict, Tensor, dict], Tensor]
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """A scalar knob; `scale` maps typical values to the noise-level embedding's 0..1000 range."""
+
+    scale: float
+    from_batch: Callable[[dict, Tensor, dict], Tensor]
+
+
+def _object_tracks(batch: dict, key: str = "positions") -> tuple[Tensor, Tensor]:
+    """(positions [B, K, T, 2] px, radii [B, K]) of a batch with object ground truth (the physics balls)."""
+    if key not in batch or "radii" not in batch:
+        raise KinemaError(f"this control needs object positions in the data (batch keys '{key}' and 'radii', as the "
+                          f"balls dataset gives): the data has {', '.join(sorted(batch))}")
+    return batch[key].float().transpose(1, 2), batch["radii"].float()
+
+
+def _trajectory_map(batch: dict, video: Tensor, extras: dict) -> Tensor:
+    from kinema.control.heatmaps import trajectory_heatmaps
+
+    positions, radii = _object_tracks(batch)
+    return trajectory_heatmaps(positions.to(video.device), radii.to(video.device), *video.shape[-2:])
+
+
+def _object_flow_map(batch: dict, video: Tensor, extras: dict) -> Tensor:
+    from kinema.control.heatmaps import sparse_flow
+
+    positions, radii = _object_tracks(batch)
+    return sparse_flow(positions.to(video.device), radii.to(video.device), *video.shape[-2:]) / FLOW_SCALE
+
+
+def camera_map(steps: Tensor, height: int, width: int) -> Tensor:
+    """Per-step camera motion [B, T-1, 4] -> the camera control map [B, 2, T, H, W]: the flow of step t-1 -> t at
+    frame t, zero at frame 0."""
+    from kinema.control.camera import camera_flow
+
+    flow = camera_flow(steps, height, width) / FLOW_SCALE  # [B, T-1, 2, H, W]
+    return F.pad(flow.transpose(1, 2), (0, 0, 0, 0, 1, 0))
+
+
+def _camera_map(batch: dict, video: Tensor, extras: dict) -> Tensor:
+    from kinema.control.camera import dataset_camera_steps
+
+    if "camera" not in batch:
+        raise KinemaError("control 'camera' needs per-clip camera motion in the data (batch key 'camera', as the "
+                          "camera dataset gives)")
+    steps = dataset_camera_steps(batch["camera"].float().to(video.device), video.shape[2])
+    return camera_map(steps, *video.shape[-2:])
+
+
+def low_resolution(video: Tensor, factor: int) -> Tensor:
+    """The clip at 1/factor size (area averaging), upsampled back (bilinear): what a super-resolution stage sees."""
+    small = F.avg_pool3d(video, (1, factor, factor))
+    return F.interpolate(small, size=video.shape[2:], mode="trilinear", align_corners=False)
+
+
+def _low_res_map(factor: int) -> Callable[[dict, Tensor, dict], Tensor]:
+    def make(batch: dict, video: Tensor, extras: dict) -> Tensor:
+        low = low_resolution(video, factor)
+        if "noise_aug" in extras:  # Imagen Video's noise augmentation: the stage learns to fix a noisy condition
+            level = extras["noise_aug"].to(video)[:, None, None, None, None]
+            low = low + level * extras["noise"](low.shape)
+        return low
+
+    return make
+
+
+def _speed(batch: dict, video: Tensor, extras: dict) -> Tensor:
+    positions, radii = _object_tracks(batch)
+    step = (positions[:, :, 1:] - positions[:, :, :-1]).norm(dim=-1).mean(-1)  # [B, K]
+    present = (radii > 0).float()
+    return (step * present).sum(1) / present.sum(1).clamp(min=1)
+
+
+def _brightness(batch: dict, video: Tensor, extras: dict) -> Tensor:
+    return extras["brightness"]
+
+
+def motion_amount(video: Tensor) -> Tensor:
+    """Mean absolute difference of consecutive frames in [0, 1] units: [B, C, T, H, W] -> [B]."""
+    return (video[:, :, 1:] - video[:, :, :-1]).abs().mean((1, 2, 3, 4)) / 2
+
+
+def _motion_amount(batch: dict, video: Tensor, extras: dict) -> Tensor:
+    return motion_amount(video)
+
+
+def _noise_aug(batch: dict, video: Tensor, extras: dict) -> Tensor:
+    return extras["noise_aug"]
+
+
+CONTROL_MAPS: dict[str, ControlMap] = {
+    "trajectory": ControlMap(1, _trajectory_map),
+    "object_flow": ControlMap(2, _object_flow_map),
+    "camera": ControlMap(2, _camera_map),
+    "low_res_x2": ControlMap(3, _low_res_map(2)),
+    "low_res_x4": ControlMap(3, _low_res_map(4)),
+}
+ATTRIBUTES: dict[str, Attribute] = {
+    "speed": Attribute(100.0, _speed),
+    "brightness": Attribute(500.0, _brightness),
+    "motion_amount": Attribute(5000.0, _motion_amount),
+    "noise_aug": Attribute(1000.0, _noise_aug),
+}
+
+
+def check_names(key: str, names: tuple[str, ...], known: dict) -> None:
+    """One-line error for an unknown or repeated control / attribute name in config key `key`."""
+    for name in names:
+        if name not in known:
+            raise KinemaError(f"config key '{key}': unknown '{name}' (choose from {', '.join(known)})")
+    if len(set(names)) != len(names):
+        raise KinemaError(f"config key '{key}' names a control twice: {list(names)}")
+
+
+def control_channels(names: tuple[str, ...]) -> int:
+    """Channels of `Conditioning.control` for these maps."""
+    return sum(CONTROL_MAPS[name].channels for name in names)
+
+
+def attribute_scales(names: tuple[str, ...]) -> list[float]:
+    """The embedding scale of each knob."""
+    return [ATTRIBUTES[name].scale for name in names]
+
+
+def training_controls(controls: tuple[str, ...], attributes: tuple[str, ...], batch: dict, video: Tensor,
+                      generators: list[torch.Generator], dropout: float) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """(the clip after knob augmentations, control maps [B, Cc, T, H, W] or None, knobs [B, A] or None) for pixel
+    clips `video` [B, C, T, H, W]; each map is zeroed and each knob set to NaN with probability `dropout`."""
+    b, device = video.shape[0], video.device
+    extras: dict = {"noise": lambda shape: draw(torch.randn, torch.Size(shape), generators, device=device)}
+    if "brightness" in attributes:
+        gain = BRIGHTNESS_RANGE[0] + (BRIGHTNESS_RANGE[1] - BRIGHTNESS_RANGE[0]) * draw(
+            torch.rand, torch.Size([b]), generators, device=device)
+        video = (((video + 1) / 2) * gain[:, None, None, None, None]).clamp(0, 1) * 2 - 1
+        extras["brightness"] = gain
+    if "noise_aug" in attributes:
+        extras["noise_aug"] = NOISE_AUG_MAX * draw(torch.rand, torch.Size([b]), generators, device=device)
+    control = None
+    if controls:
+        maps = []
+        for name in controls:
+            keep = draw(torch.rand, torch.Size([b]), generators, device=device) >= dropout
+            maps.append(CONTROL_MAPS[name].from_batch(batch, video, extras).to(video) * keep[:, None, None, None, None])
+        control = torch.cat(maps, dim=1)
+    values = None
+    if attributes:
+        columns = []
+        for name in attributes:
+            keep = draw(torch.rand, torch.Size([b]), generators, device=device) >= dropout
+            value = ATTRIBUTES[name].from_batch(batch, video, extras).to(device=device, dtype=video.dtype)
+            columns.append(torch.where(keep, value, torch.full_like(value, float("nan"))))
+        values = torch.stack(columns, dim=1)
+    return video, control, values
+
+
+def resized_control(control: Tensor | None, shape: tuple[int, ...]) -> Tensor | None:
+    """Maps made at pixel resolution, resized (area) to the (T, H, W) of what the model denoises, e.g. a latent
+    model's grid; None stays None."""
+    if control is None or tuple(control.shape[2:]) == tuple(shape):
+        return control
+    return F.interpolate(control, size=tuple(shape), mode="area")
+
+
+def sampling_controls(controls: tuple[str, ...], given: dict[str, Tensor], batch: int,
+                      shape: tuple[int, int, int]) -> Tensor | None:
+    """`Conditioning.control` [B, Cc, T, H, W] from the maps the user gives (each [B or 1, channels, T, H, W] at the
+    pixel size `shape` = (T, H, W)); maps not given are zeros. One-line errors for maps the model does not read."""
+    unknown = sorted(set(given) - set(controls))
+    if unknown:
+        raise KinemaError(f"this model reads no control {', '.join(unknown)} (it reads "
+                          f"{', '.join(controls) or 'none'}): train one with model.controls=[...]")
+    if not controls:
+        return None
+    maps = []
+    for name in controls:
+        channels = CONTROL_MAPS[name].channels
+        value = given.get(name)
+        if value is None:
+            maps.append(torch.zeros(batch, channels, *shape))
+            continue
+        if value.ndim != 5 or value.shape[0] not in (1, batch) or tuple(value.shape[1:]) != (channels, *shape):
+            raise KinemaError(f"control '{name}' must be [B, {channels}, {', '.join(map(str, shape))}], got "
+                              f"{list(value.shape)}")
+        maps.append(value.float().expand(batch, -1, -1, -1, -1))
+    return torch.cat(maps, dim=1)
+
+
+def sampling_attributes(attributes: tuple[str, ...], given: dict[str, float], batch: int) -> Tensor | None:
+    """`Conditioning.attributes` [B, A] from the knobs the user gives; knobs not given are NaN (the learned
+    "not given"). One-line errors for knobs the model does not read."""
+    unknown = sorted(name for name, value in given.items() if value is not None and name not in attributes)
+    if unknown:
+        raise KinemaError(f"this model reads no knob {', '.join(unknown)} (it reads {', '.join(attributes) or 'none'})"
+                          f": train one with model.attributes=[...]")
+    if not attributes:
+        return None
+    row = [float("nan") if given.get(name) is None else float(given[name]) for name in attributes]
+    return torch.tensor(row).expand(batch, -1).clone()

@@ -1,0 +1,167 @@
+"""Trained motion controls (kinema.conditioning.controls): zero-initialised control layers and knob embeddings, the
+maps and knobs training makes from ground truth, learning to use a control, and the training / sampling wiring."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from denoisers import denoiser_inputs, tiny_denoiser
+
+from kinema.conditioning.conditioning import Conditioning
+from kinema.conditioning.controls import (BRIGHTNESS_RANGE, low_resolution, motion_amount, sampling_attributes,
+                                          sampling_controls, training_controls)
+from kinema.data.physics_balls import BouncingBalls, BouncingBallsConfig
+from kinema.diffusion import DiffusionLoss, build_schedule
+from kinema.errors import KinemaError
+from kinema.nn.embeddings import AttributeEmbedding
+from kinema.pipelines.text_to_video import TextToVideoPipeline
+from kinema.training.trainer import Trainer
+
+CONTROLLED = dict(controls=("low_res_x2",), attributes=("speed", "brightness"))
+
+
+@pytest.mark.parametrize("name", ["video_unet", "video_dit"])
+def test_a_model_gaining_controls_starts_as_the_model_without_them(name):
+    plain = tiny_denoiser(name, text_dim=0).eval()
+    controlled = tiny_denoiser(name, perturb=0, text_dim=0, **CONTROLLED).eval()
+    missing, unexpected = controlled.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all("control" in k or "attribute" in k for k in missing)
+    x, t, cond = denoiser_inputs(controlled)
+    assert cond.control is not None and cond.attributes is not None
+    with torch.no_grad():
+        torch.testing.assert_close(controlled(x, t, cond), plain(x, t, Conditioning()))
+
+
+@pytest.mark.parametrize("name", ["video_unet", "video_dit"])
+def test_missing_controls_read_as_zero_maps_and_unknown_knobs(name):
+    model = tiny_denoiser(name, text_dim=0, **CONTROLLED).eval()
+    x, t, cond = denoiser_inputs(model)
+    with torch.no_grad():
+        nothing = model(x, t, Conditioning())
+        zeros = replace(cond, control=torch.zeros_like(cond.control), attributes=torch.full_like(cond.attributes,
+                                                                                                   float("nan")))
+        torch.testing.assert_close(model(x, t, zeros), nothing)
+        assert not torch.allclose(model(x, t, cond), nothing)
+        half = cond.attributes.clone()
+        half[:, 1] = float("nan")  # one knob given, one not: differs from both
+        assert not torch.allclose(model(x, t, replace(cond, attributes=half)), model(x, t, cond))
+
+
+def test_attribute_embedding_starts_at_zero_and_tells_values_apart():
+    embed = AttributeEmbedding(8, [100.0, 500.0])
+    assert embed(torch.tensor([[1.0, float("nan")]])).abs().max() == 0
+    torch.nn.init.normal_(embed.mlp[-1].weight)
+    one, two, zero, unknown = embed(torch.tensor([[1.0, 1.0], [2.0, 1.0], [0.0, 1.0], [float("nan"), 1.0]]))
+    assert not torch.allclose(one, two) and not torch.allclose(one, unknown)
+    assert not torch.allclose(zero, unknown)  # "not given" is a value of its own
+
+
+def test_bad_controls_are_one_line_errors():
+    model = tiny_denoiser("video_unet", text_dim=0, **CONTROLLED)
+    x, t, cond = denoiser_inputs(model)
+    for bad, needle in [(replace(cond, control=cond.control[:, :2]), r"cond.control must be \[B, 3"),
+                        (replace(cond, attributes=cond.attributes[:, :1]), r"cond.attributes must be \[B, 2\]")]:
+        with pytest.raises(KinemaError, match=needle) as error:
+            model(x, t, bad)
+        assert "\n" not in str(error.value)
+    with pytest.raises(KinemaError, match="model.controls.*unknown 'heatmap'"):
+        tiny_denoiser("video_unet", controls=("heatmap",))
+    with pytest.raises(KinemaError, match="model.attributes.*unknown 'loudness'"):
+        tiny_denoiser("video_dit", attributes=("loudness",))
+    with pytest.raises(KinemaError, match="reads no control camera"):
+        sampling_controls(("low_res_x2",), {"camera": torch.zeros(1, 2, 4, 8, 8)}, 1, (4, 8, 8))
+    with pytest.raises(KinemaError, match=r"control 'low_res_x2' must be \[B, 3, 4, 8, 8\]"):
+        sampling_controls(("low_res_x2",), {"low_res_x2": torch.zeros(1, 3, 4, 4, 4)}, 1, (4, 8, 8))
+    with pytest.raises(KinemaError, match="reads no knob speed"):
+        sampling_attributes(("brightness",), {"speed": 2.0}, 1)
+
+
+def balls_batch(count: int = 4, size: int = 16, frames: int = 6) -> tuple[dict, BouncingBalls]:
+    data = BouncingBalls(BouncingBallsConfig(num_frames=frames, size=size, radius_range=(2.0, 3.0)), seed=3)
+    items = [data[i] for i in range(count)]
+    return {key: torch.stack([item[key] for item in items]) for key in items[0] if key != "caption"}, data
+
+
+def test_training_knobs_are_measured_from_the_clips_ground_truth():
+    batch, data = balls_batch()
+    generators = [torch.Generator().manual_seed(i) for i in range(4)]
+    video, _, knobs = training_controls((), ("speed", "brightness"), batch, batch["video"], generators, 0.0)
+    for i in range(4):
+        clip = data.clip(i)
+        steps = np.linalg.norm(np.diff(clip.positions.numpy(), axis=0), axis=-1)  # [T-1, N]
+        assert knobs[i, 0].item() == pytest.approx(steps.mean(), rel=1e-5)
+        gain = knobs[i, 1].item()
+        assert BRIGHTNESS_RANGE[0] <= gain <= BRIGHTNESS_RANGE[1]
+        expected = ((clip.video + 1) / 2 * gain).clamp(0, 1) * 2 - 1
+        torch.testing.assert_close(video[i], expected)
+    assert knobs[:, 1].std() > 0.05  # each clip draws its own gain
+
+
+def test_control_dropout_zeroes_maps_and_forgets_knobs_per_sample():
+    batch, _ = balls_batch()
+    generators = [torch.Generator().manual_seed(i) for i in range(4)]
+    _, control, knobs = training_controls(("low_res_x2",), ("motion_amount",), batch, batch["video"], generators, 1.0)
+    assert control.abs().max() == 0 and knobs.isnan().all()
+    _, control, knobs = training_controls(("low_res_x2",), ("motion_amount",), batch, batch["video"], generators, 0.0)
+    torch.testing.assert_close(control, low_resolution(batch["video"], 2))
+    torch.testing.assert_close(knobs[:, 0], (batch["video"][:, :, 1:] - batch["video"][:, :, :-1]).abs().mean(
+        (1, 2, 3, 4)) / 2)
+    assert torch.equal(motion_amount(batch["video"]), knobs[:, 0])
+
+
+def test_noise_augmentation_noises_the_low_res_condition_by_its_knob():
+    batch, _ = balls_batch()
+    generators = [torch.Generator().manual_seed(i) for i in range(4)]
+    _, control, knobs = training_controls(("low_res_x2",), ("noise_aug",), batch, batch["video"], generators, 0.0)
+    residual = (control - low_resolution(batch["video"], 2)).flatten(1).std(1)
+    torch.testing.assert_close(residual, knobs[:, 0], rtol=0.1, atol=0.01)
+
+
+def test_a_super_resolution_model_learns_to_use_its_low_res_condition():
+    """Random smooth clips at high noise: only the low-res condition says which clip it is."""
+    torch.manual_seed(0)
+    videos = torch.nn.functional.interpolate(torch.rand(8, 3, 4, 4, 4) * 2 - 1, size=(4, 8, 8), mode="nearest")
+    loss_fn, t = DiffusionLoss(build_schedule("cosine"), "x0"), torch.full((8,), 0.95)
+
+    def trained_loss(model, cond: Conditioning) -> float:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        generator = torch.Generator().manual_seed(0)
+
+        def loss() -> torch.Tensor:
+            x_t, target = loss_fn.noise_and_target(videos, t, torch.randn(videos.shape, generator=generator))
+            return (model(x_t, t, cond) - target).square().mean()
+
+        for _ in range(40):
+            optimizer.zero_grad()
+            loss().backward()
+            optimizer.step()
+        with torch.no_grad():
+            return sum(loss().item() for _ in range(4)) / 4
+
+    low = low_resolution(videos, 2)
+    with_control = trained_loss(tiny_denoiser("video_unet", perturb=0, text_dim=0, controls=("low_res_x2",)),
+                                Conditioning(control=low))
+    without = trained_loss(tiny_denoiser("video_unet", perturb=0, text_dim=0), Conditioning())
+    assert with_control < 0.5 * without, (with_control, without)
+
+
+def test_kinema_train_with_controls_and_knobs_then_sampling_with_them(tiny_config, text_encoder):
+    config = tiny_config("model.text_dim=384", "model.controls=[low_res_x2]", "model.attributes=[speed,brightness]",
+                         "train.steps=2", "train.control_dropout=0.5")
+    trainer = Trainer(config, text_encoder=text_encoder, progress=False)
+    seen = []
+    trainer.model.register_forward_pre_hook(lambda module, args: seen.append(args[2]))
+    trainer.train()
+    assert seen and all(c.control.shape == (2, 3, 4, 16, 16) and c.attributes.shape == (2, 2) for c in seen)
+    model = trainer.model.eval()
+    pipe = TextToVideoPipeline(model, config, text_encoder)
+    seen.clear()
+    low = torch.rand(1, 3, 4, 16, 16)
+    pipe(["a red ball", "a blue ball"], steps=1, guidance=2.0, progress=False, controls={"low_res_x2": low},
+         attributes={"speed": 1.5})
+    cond = seen[0]
+    assert torch.equal(cond.control, low.expand(4, -1, -1, -1, -1))  # both guidance branches see the control
+    assert cond.attributes[:, 0].eq(1.5).all() and cond.attributes[:, 1].isnan().all()
+    with pytest.raises(KinemaError, match="reads no knob fps"):
+        pipe("a red ball", steps=1, progress=False, attributes={"fps": 4.0})
