@@ -10,8 +10,8 @@ from denoisers import denoiser_inputs, tiny_denoiser
 
 from kinema.conditioning.conditioning import Conditioning
 from kinema.conditioning.controls import (BRIGHTNESS_RANGE, low_resolution, motion_amount, sampling_attributes,
-                                          sampling_controls, training_controls)
-from kinema.data.physics_balls import BouncingBalls, BouncingBallsConfig
+                                          sampling_controls, training_controls, trajectory_map)
+from kinema.data.physics_balls import BALL_COLORS, BouncingBalls, BouncingBallsConfig
 from kinema.diffusion import DiffusionLoss, build_schedule
 from kinema.errors import KinemaError
 from kinema.nn.embeddings import AttributeEmbedding
@@ -165,3 +165,79 @@ def test_kinema_train_with_controls_and_knobs_then_sampling_with_them(tiny_confi
     assert cond.attributes[:, 0].eq(1.5).all() and cond.attributes[:, 1].isnan().all()
     with pytest.raises(KinemaError, match="reads no knob fps"):
         pipe("a red ball", steps=1, progress=False, attributes={"fps": 4.0})
+
+
+def test_a_dropped_augmentation_knob_leaves_the_clip_as_it_is():
+    batch, _ = balls_batch()
+    generators = [torch.Generator().manual_seed(i) for i in range(4)]
+    video, _, knobs = training_controls((), ("brightness",), batch, batch["video"], generators, 1.0)
+    assert torch.equal(video, batch["video"]) and knobs.isnan().all()
+
+
+def test_the_trajectory_map_paints_each_path_in_its_objects_colour():
+    positions = torch.tensor([[[[4.5, 4.5], [10.5, 4.5]], [[12.5, 12.5], [11.5, 13.5]]]])  # [1, K=2, T=2, 2]
+    colours = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    radii = torch.tensor([[2.0, 2.0]])
+    heat = trajectory_map(positions, radii, colours, 16, 16)[0]  # [3, T, H, W]
+    assert heat.shape == (3, 2, 16, 16)
+    for k, colour in enumerate(colours[0]):
+        for t in range(2):
+            x, y = positions[0, k, t].long().tolist()
+            torch.testing.assert_close(heat[:, t, y, x], colour, atol=1e-4, rtol=0)
+    assert heat[:, :, 0, 15].abs().max() < 1e-3  # far from both paths
+    batch, _ = balls_batch()
+    _, control, _ = training_controls(("trajectory",), (), batch, batch["video"], [torch.Generator()] * 4, 0.0)
+    expected = trajectory_map(batch["positions"].transpose(1, 2), batch["radii"], batch["colors"], 16, 16)
+    torch.testing.assert_close(control, expected)
+
+
+def test_the_camera_map_is_the_flow_of_each_clips_camera_step():
+    from kinema.control.camera import camera_flow, camera_steps
+    from kinema.data.camera import CameraMotion, CameraMotionConfig
+
+    data = CameraMotion(CameraMotionConfig(num_frames=4, size=16), seed=0)
+    items = [data[i] for i in range(3)]
+    batch = {"video": torch.stack([it["video"] for it in items]), "camera": torch.stack([it["camera"] for it in items])}
+    _, control, _ = training_controls(("camera",), (), batch, batch["video"], [torch.Generator()] * 3, 0.0)
+    assert control.shape == (3, 2, 4, 16, 16) and control[:, :, 0].abs().max() == 0  # frame 0 has no step before it
+    for i, item in enumerate(items):
+        flow = camera_flow(camera_steps(item["camera"], 4)[0], 16, 16) / 4  # in units of 4 px
+        for t in range(1, 4):
+            torch.testing.assert_close(control[i, :, t], flow)
+        assert control[i].abs().max() > 0
+
+
+def test_a_trajectory_or_camera_reaches_a_model_trained_with_them_as_its_control_map(tiny_config, text_encoder):
+    from kinema.control.camera import camera_flow, parse_camera
+    from kinema.control.trajectory import ObjectPath, TrajectorySpec
+
+    config = tiny_config("model.text_dim=384", "model.controls=[trajectory,camera]")
+    model = tiny_denoiser("video_unet", perturb=0, **{"text_dim": 384, "controls": ("trajectory", "camera")})
+    pipe = TextToVideoPipeline(model.eval(), config, text_encoder)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[2].control.clone()))
+    path = torch.tensor([[2.5 + 3 * t, 8.5] for t in range(4)])
+    spec = TrajectorySpec(16, 4, (ObjectPath("the blue ball", "blue", path, 2.0),))
+    pipe("a blue ball bounces", steps=1, progress=False, trajectory=spec, trajectory_guidance=0.0,
+         camera="pan-right:1")
+    drawn = seen[0]
+    assert len(drawn) == 2 and torch.equal(drawn[0], drawn[1])  # both guidance branches read the maps
+    blue = torch.tensor([[BALL_COLORS["blue"]]])
+    expected = trajectory_map(path[None, None], torch.tensor([[2.0]]), blue, 16, 16)
+    torch.testing.assert_close(drawn[:1, :3], expected)
+    flow = camera_flow(parse_camera("pan-right:1", 4), 16, 16) / 4
+    torch.testing.assert_close(drawn[0, 3:, 1:], flow.transpose(0, 1))
+    with pytest.raises(KinemaError, match="not named in the prompt"):
+        pipe("a red ball bounces", steps=1, progress=False, trajectory=spec)
+
+
+def test_camera_guidance_steers_a_model_without_the_camera_control(tiny_config, text_encoder):
+    config = tiny_config("model.text_dim=384")
+    pipe = TextToVideoPipeline(tiny_denoiser("video_unet", text_dim=384).eval(), config, text_encoder)
+    plain = pipe("a red ball", steps=2, progress=False)
+    steered = pipe("a red ball", steps=2, progress=False, camera="pan-left:2")  # guidance 1 by default
+    assert not torch.allclose(plain, steered)
+    torch.testing.assert_close(pipe("a red ball", steps=2, progress=False, camera="pan-left:2", camera_guidance=0.0),
+                               plain)
+    with pytest.raises(KinemaError, match=r"camera steps must be \[3, 4\]"):
+        pipe("a red ball", steps=1, progress=False, camera=torch.zeros(5, 4))

@@ -89,7 +89,7 @@ PLAUSIBLE = {  # a well-shaped value of every Conditioning field, for B = 2, T =
     "text": lambda: torch.randn(2, 3, TEXT), "text_mask": lambda: torch.ones(2, 3, dtype=torch.bool),
     "labels": lambda: torch.zeros(2, dtype=torch.long), "frames": lambda: torch.zeros(2, 3, 4, 8, 8),
     "frame_mask": lambda: torch.ones(2, 1, 4, 8, 8, dtype=torch.bool), "fps": lambda: torch.full((2,), 8.0),
-    "motion": lambda: torch.zeros(2, 2), "control": lambda: torch.zeros(2, 4, 4, 8, 8),
+    "motion": lambda: torch.zeros(2, 2), "control": lambda: torch.zeros(2, 6, 4, 8, 8),
     "attributes": lambda: torch.ones(2, 2),
 }
 

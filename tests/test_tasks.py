@@ -67,14 +67,14 @@ def calls(pipe, monkeypatch) -> list[dict]:
 
 
 def test_interpolation_keeps_the_given_frames_and_makes_each_stretch_seeing_both_ends(pipe, monkeypatch):
-    spans, next_window = [], tasks._next_window
+    spans, next_window = [], tasks.next_window
 
     def spy(finished, given, size, overlap):
         span = next_window(finished, given, size, overlap)
         spans.append((finished.clone(), given, span))
         return span
 
-    monkeypatch.setattr(tasks, "_next_window", spy)
+    monkeypatch.setattr(tasks, "next_window", spy)
     given = clip(5)
     out = tasks.complete(pipe, "", tasks.interpolation(given, 2), **FAST)
     assert out.shape == (1, 3, 9, SIZE, SIZE) and len(spans) > 2

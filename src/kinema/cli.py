@@ -154,8 +154,15 @@ def _generate(checkpoint: Path | None, prompts: list, output: Path, format: str 
         _check_writable(path)
     frames = sampling.pop("num_frames", None)
     longer = long is not None and frames is not None and frames > _model_spec(checkpoint).num_frames
+    knobs = {name: value for name, value in sampling.pop("attributes", {}).items() if value is not None}
+    if knobs and longer:
+        raise KinemaError(f"--{'/--'.join(knobs).replace('_', '-')}: knobs apply to videos of the model's length, "
+                          f"not to longer ones yet")
+    if knobs:
+        sampling["attributes"] = knobs
+    controls = "trajectory" in sampling or bool(knobs)  # the shipped model for drawn paths and knobs reads them
     pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device), frames=longer or task is not None,
-                                               quantize=quantize)
+                                               quantize=quantize, controls=controls and task is None)
     if longer:
         from kinema.pipelines.long_video import write_long
 
@@ -199,6 +206,12 @@ OVERLAP = typer.Option(None, "--overlap", help="window mode: frames each window 
 PARTITIONS = typer.Option(2, "--partitions", help="fifo mode: windows in the queue (steps per frame = window x "
                           "partitions)")
 WIDTH = typer.Option(None, "--width", help="video width (default: the model's sampling size)")
+SPEED = typer.Option(None, "--speed", help="knob of a model trained with it (model.attributes): objects' mean speed, px "
+                     "per frame at the model's size")
+BRIGHTNESS = typer.Option(None, "--brightness", help="knob of a model trained with it: brightness gain (1 = the "
+                          "training clips', 0.5 darker, 1.5 brighter)")
+MOTION_AMOUNT = typer.Option(None, "--motion-amount", help="knob of a model trained with it: mean absolute change "
+                             "between frames, in [0, 1] pixel units")
 QUANTIZE = typer.Option(None, "--quantize", help="int8: run with 8-bit weights (Linear and Conv layers; smaller, "
                         "close to the float model)")
 
@@ -219,15 +232,98 @@ def generate(
     height: Optional[int] = HEIGHT, width: Optional[int] = WIDTH, prompt_at: Optional[list[str]] = PROMPT_AT,
     long_mode: str = LONG_MODE, window: Optional[int] = WINDOW, overlap: Optional[int] = OVERLAP,
     partitions: int = PARTITIONS, quantize: Optional[str] = QUANTIZE,
+    speed: Optional[float] = SPEED, brightness: Optional[float] = BRIGHTNESS,
+    motion_amount: Optional[float] = MOTION_AMOUNT,
+    trajectory: Optional[Path] = typer.Option(None, "--trajectory", help="JSON or YAML file of object paths (kinema "
+                                              "trajectory); each object must be named in the prompt"),
+    trajectory_guidance: Optional[float] = typer.Option(None, "--trajectory-guidance", help="how hard guidance pulls "
+                                                        "objects onto their paths (default 1 with --trajectory)"),
+    physics_guidance: float = typer.Option(0.0, "--physics-guidance", help="push the objects toward constant "
+                                           "gravity, smooth acceleration and no overlap (0 = off; try 1-5)"),
+    physics_projection: float = typer.Option(0.0, "--physics-projection", help="0..1: move the objects that share "
+                                             "of the way onto a simulated path in the later sampling steps"),
+    camera: Optional[str] = typer.Option(None, "--camera", help="camera move per frame step, e.g. "
+                                         "'pan-left:2,zoom-in:1.02' (pan/tilt px, zoom factor, roll deg), or a CSV / "
+                                         "JSON file of one row per step"),
+    camera_guidance: Optional[float] = typer.Option(None, "--camera-guidance", help="how hard guidance pulls the "
+                                                    "video toward the camera move (default 1, or 0 for a model "
+                                                    "trained with the camera control)"),
 ):
     """Generate a video from a text prompt (the shipped model unless --checkpoint); longer ones window by window.
 
     Longer than the model's frames, a video is made window by window at flat memory and written frame by frame."""
     long = dict(mode=long_mode, window=window, overlap=overlap, partitions=partitions)
-    _generate(checkpoint, [_prompt_spec(prompt, prompt_at)], output, format, sheet, scale, fps, device, long,
+    spec = _prompt_spec(prompt, prompt_at)
+    steering = _steering(spec, trajectory, trajectory_guidance, physics_guidance, physics_projection)
+    steering.update({name: value for name, value in (("camera", camera), ("camera_guidance", camera_guidance))
+                     if value is not None})
+    if steering and num_frames is not None and num_frames > _model_spec(checkpoint).num_frames:
+        raise KinemaError("--trajectory, --camera and physics guidance steer one window of the model's frames: leave "
+                          "out --num-frames or give at most the model's")
+    _generate(checkpoint, [spec], output, format, sheet, scale, fps, device, long,
               quantize=quantize, seed=seed, num_frames=num_frames, steps=steps, sampler=sampler, time_grid=time_grid,
               guidance=guidance, direction_guidance=direction_guidance, labels=label or None, height=height,
-              width=width)
+              width=width, attributes=dict(speed=speed, brightness=brightness, motion_amount=motion_amount),
+              **steering)
+
+
+def _steering(prompt, trajectory: Path | None, trajectory_guidance: float | None, physics_guidance: float,
+              physics_projection: float) -> dict:
+    """The pipeline's trajectory and physics options that are on, the trajectory file read and bound to the prompt
+    (kinema.control.binding) before any model loads."""
+    from kinema.control.binding import bind_objects
+    from kinema.control.trajectory import load_trajectories
+
+    steering = {name: value for name, value in (("physics_guidance", physics_guidance),
+                                                 ("physics_projection", physics_projection)) if value}
+    if trajectory_guidance is not None:
+        steering["trajectory_guidance"] = trajectory_guidance
+    if trajectory is not None:
+        steering["trajectory"] = load_trajectories(trajectory)
+        bind_objects(steering["trajectory"], prompt if isinstance(prompt, str) else " ".join(t for _, t in prompt))
+    return steering
+
+
+@app.command()
+@user_errors
+def cascade(
+    prompt: str = typer.Argument(..., help="what to generate, e.g. 'a red ball bounces'"),
+    output: Path = typer.Option(Path("kinema.mp4"), "--output", "-o", help="video file to write"),
+    stages: Optional[str] = typer.Option(None, "--stages", help="KEYFRAMES,INTERP,SR model directories; 'shipped' "
+                                         "takes Kinema's model for that stage, 'none' leaves it out (default: all "
+                                         "shipped)"),
+    video: Optional[Path] = typer.Option(None, "--video", help="start from this video instead of keyframes (with "
+                                         "KEYFRAMES = none)"),
+    factor: Optional[int] = typer.Option(None, "--factor", help="frames the interpolation stage makes per keyframe "
+                                         "step (default: its fps / the keyframe stage's fps, else 2)"),
+    noise_aug: float = typer.Option(0.1, "--noise-aug", help="noise level of the low-res video the "
+                                    "super-resolution stage reads (its training drew 0..0.5)"),
+    num_frames: Optional[int] = typer.Option(None, "--num-frames", help="keyframes to generate (default: the "
+                                             "keyframe model's length)"),
+    seed: int = SEED, steps: Optional[int] = STEPS, scale: int = typer.Option(4, "--scale", help="nearest-neighbour "
+                                                                              "upscaling of the written video"),
+    device: str = DEVICE,
+):
+    """Cascaded generation: keyframes -> temporal interpolation -> spatial super-resolution (Imagen Video style)."""
+    from kinema.pipelines.cascade import CascadePipeline, stage_paths
+    from kinema.pipelines.tasks import fit
+    from kinema.video import read_video, write_video
+
+    if scale < 1:
+        raise KinemaError(f"--scale must be at least 1, got {scale}")
+    _check_writable(output)
+    paths = stage_paths(stages)
+    if (video is None) == (paths[0] is None):
+        raise KinemaError("give a keyframe stage or --video (with KEYFRAMES = none in --stages), not both")
+    clip, fps = read_video(video) if video is not None else (None, None)
+    pipe = CascadePipeline.from_pretrained(*paths, factor=factor, device=_device(device))
+    if clip is not None:  # brought to the first stage's input size, with a note
+        clip = fit(clip, *pipe.input_shape(), str(video), lambda note: typer.echo(f"note: {note}", err=True))
+    result = pipe(prompt, video=None if clip is None else clip[None], fps=fps, num_frames=num_frames, seed=seed,
+                  steps=steps, noise_aug=noise_aug, progress=True)
+    for run in result.stages:
+        typer.echo(f"{run.name}: {' x '.join(map(str, run.shape))} (B x C x T x H x W) in {run.seconds:.1f} s")
+    typer.echo(f"wrote {write_video(output, result.video[0], fps=result.fps, scale=scale)}")
 
 
 @app.command(name="stream")
@@ -503,6 +599,20 @@ def edit(
 RESUME = typer.Option(False, "--resume", help="continue from the newest checkpoint in train.output_dir")
 OVERWRITE = typer.Option(False, "--overwrite", help="delete the checkpoints already in train.output_dir and start "
                          "afresh (without it, a fresh run there is refused)")
+PROCESSES = typer.Option(1, "--processes", help="train in this many processes on this machine, one per GPU (or gloo "
+                         "CPU processes without CUDA); each takes train.batch_size per step")
+FSDP = typer.Option(False, "--fsdp", help="with --processes: shard weights, gradients, optimizer state and EMA over "
+                    "the processes (FSDP2 through accelerate); checkpoints stay whole")
+
+
+def _launch_if_asked(command: str, config: Path, overrides: Optional[list[str]], resume: bool, overwrite: bool,
+                     processes: int, fsdp: bool) -> None:
+    """Start `kinema COMMAND` in `processes` processes (and exit with their code) when asked and not started yet."""
+    from kinema.training.launch import launch, launched
+
+    if (processes != 1 or fsdp) and not launched():
+        flags = ["--resume"] * resume + ["--overwrite"] * overwrite
+        raise typer.Exit(launch(processes, [str(config), *(overrides or []), *flags], fsdp, command))
 
 
 @app.command()
@@ -512,19 +622,14 @@ def train(
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.steps=2000"),
     resume: bool = RESUME,
     overwrite: bool = OVERWRITE,
-    processes: int = typer.Option(1, "--processes", help="train in this many processes on this machine, one per GPU "
-                                  "(or gloo CPU processes without CUDA); each takes train.batch_size per step"),
-    fsdp: bool = typer.Option(False, "--fsdp", help="with --processes: shard weights, gradients, optimizer state "
-                              "and EMA over the processes (FSDP2 through accelerate); checkpoints stay whole"),
+    processes: int = PROCESSES,
+    fsdp: bool = FSDP,
 ):
     """Train a model from a config; Ctrl-C saves a checkpoint, --resume continues exactly."""
     from kinema.config import load_config
-    from kinema.training.launch import launch, launched
 
     cfg = load_config(config, overrides or [])  # checked here, before any process starts
-    if (processes != 1 or fsdp) and not launched():
-        flags = ["--resume"] * resume + ["--overwrite"] * overwrite
-        raise typer.Exit(launch(processes, [str(config), *(overrides or []), *flags], fsdp))
+    _launch_if_asked("train", config, overrides, resume, overwrite, processes, fsdp)
     from kinema.training.trainer import Trainer
 
     checkpoint = _run_trainer(Trainer(cfg, resume=resume, overwrite=overwrite), f"train {config}", overrides)
@@ -572,6 +677,8 @@ def train_vae(
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.steps=2000"),
     resume: bool = RESUME,
     overwrite: bool = OVERWRITE,
+    processes: int = PROCESSES,
+    fsdp: bool = FSDP,
 ):
     """Train a causal video autoencoder; Ctrl-C saves a checkpoint, --resume continues exactly.
 
@@ -580,12 +687,33 @@ def train_vae(
     from kinema.autoencoder.export import export_autoencoder
     from kinema.training.trainer import Trainer
 
-    cfg = load_autoencoder_config(config, overrides or [])
+    cfg = load_autoencoder_config(config, overrides or [])  # checked here, before any process starts
+    _launch_if_asked("train-vae", config, overrides, resume, overwrite, processes, fsdp)
     checkpoint = _run_trainer(Trainer(cfg, resume=resume, overwrite=overwrite), f"train-vae {config}", overrides)
     if checkpoint is not None:
         directory, latents = export_autoencoder(checkpoint, Path(cfg.train.output_dir) / "autoencoder")
         typer.echo(f"done: {checkpoint}\nwrote {directory} (latent_scale {latents.scale:.4g}, "
                    f"latent_shift {latents.shift:.4g})")
+
+
+@app.command()
+@user_errors
+def trajectory(
+    file: Path = typer.Argument(..., help="trajectory file (JSON or YAML): size, num_frames, objects with curves"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="draw every object's curve into this PNG"),
+    size: Optional[int] = typer.Option(None, "--size", help="describe and draw in an NxN frame (default: the "
+                                       "file's size)"),
+):
+    """Check a trajectory file; print each object's curve, length and mean speed; --plot draws the curves."""
+    from kinema.control.plot import describe_paths, plot_trajectories
+    from kinema.control.trajectory import read_trajectory_file
+
+    _check_writable(plot)
+    paths = read_trajectory_file(file)
+    for line in describe_paths(paths, size):
+        typer.echo(line)
+    if plot is not None:
+        typer.echo(f"wrote {plot_trajectories(paths, plot, size)}")
 
 
 @app.command()

@@ -70,11 +70,22 @@ def reconstruction_loss(x: Tensor, y: Tensor, kind: str) -> Tensor:
     return error.flatten(1).mean(1)
 
 
+def _mean_over_processes(gradient: Tensor) -> Tensor:
+    """The gradient of the whole batch when training runs in several processes (each holds its share's)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gradient = gradient.clone()
+        torch.distributed.all_reduce(gradient)
+        gradient /= torch.distributed.get_world_size()
+    return gradient
+
+
 def adaptive_weight(nll: Tensor, adversarial: Tensor, last_layer: Tensor) -> Tensor:
     """VQGAN's eq. 7: ||grad nll|| / (||grad adversarial|| + 1e-4) at the decoder's last layer, clamped to [0, 1e4],
-    detached (it weights the adversarial term; no gradient flows through it)."""
+    detached (it weights the adversarial term; no gradient flows through it). The gradients are the whole batch's
+    across processes, so N processes weight the term as one process with N times the batch does."""
     nll_grad, = torch.autograd.grad(nll, last_layer, retain_graph=True)
     adv_grad, = torch.autograd.grad(adversarial, last_layer, retain_graph=True)
+    nll_grad, adv_grad = _mean_over_processes(nll_grad), _mean_over_processes(adv_grad)
     return (nll_grad.norm() / (adv_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
 
 

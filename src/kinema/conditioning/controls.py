@@ -8,7 +8,7 @@ al. 2023), so adding a control to a trained model changes nothing until it learn
 "no control" and NaN "knob not given": training drops each with probability `train.control_dropout`, so a model
 samples with any subset.
 
-Maps: `trajectory` (Gaussian heatmaps of the objects' centres), `object_flow` (each object's displacement to the
+Maps: `trajectory` (Gaussian heatmaps of the objects' centres, each in its object's colour), `object_flow` (each object's displacement to the
 next frame on its disc), `camera` (the flow a static scene shows under the camera's motion), `low_res_x2` /
 `low_res_x4` (the clip at half / quarter size, upsampled back: the condition of a super-resolution stage, Imagen
 Video / SVD; noised by `noise_aug` when the model reads that knob). Knobs: `speed` (objects' mean px per frame),
@@ -57,11 +57,24 @@ def _object_tracks(batch: dict, key: str = "positions") -> tuple[Tensor, Tensor]
     return batch[key].float().transpose(1, 2), batch["radii"].float()
 
 
-def _trajectory_map(batch: dict, video: Tensor, extras: dict) -> Tensor:
+def trajectory_map(positions: Tensor, radii: Tensor, colours: Tensor, height: int, width: int) -> Tensor:
+    """Each object's Gaussian heatmap in its colour, the maximum over objects: positions [B, K, T, 2] px, radii
+    [B, K], colours [B, K, 3] RGB in [0, 1] (white when not known) -> the `trajectory` map [B, 3, T, H, W]. The
+    colour binds each path to its object ("the red ball" follows the red path)."""
     from kinema.control.heatmaps import trajectory_heatmaps
 
+    objects = positions.shape[1]
+    if objects == 0:
+        return positions.new_zeros(positions.shape[0], 3, positions.shape[2], height, width)
+    blobs = torch.stack([trajectory_heatmaps(positions[:, k : k + 1], radii[:, k : k + 1], height, width)
+                         for k in range(objects)], dim=1)  # [B, K, 1, T, H, W]
+    return (blobs * colours[:, :, :, None, None, None].to(blobs)).amax(dim=1)
+
+
+def _trajectory_map(batch: dict, video: Tensor, extras: dict) -> Tensor:
     positions, radii = _object_tracks(batch)
-    return trajectory_heatmaps(positions.to(video.device), radii.to(video.device), *video.shape[-2:])
+    return trajectory_map(positions.to(video.device), radii.to(video.device), batch["colors"].float().to(video.device),
+                          *video.shape[-2:])
 
 
 def _object_flow_map(batch: dict, video: Tensor, extras: dict) -> Tensor:
@@ -81,12 +94,12 @@ def camera_map(steps: Tensor, height: int, width: int) -> Tensor:
 
 
 def _camera_map(batch: dict, video: Tensor, extras: dict) -> Tensor:
-    from kinema.control.camera import dataset_camera_steps
+    from kinema.control.camera import camera_steps
 
     if "camera" not in batch:
         raise KinemaError("control 'camera' needs per-clip camera motion in the data (batch key 'camera', as the "
                           "camera dataset gives)")
-    steps = dataset_camera_steps(batch["camera"].float().to(video.device), video.shape[2])
+    steps = camera_steps(batch["camera"].float().to(video.device), video.shape[2])
     return camera_map(steps, *video.shape[-2:])
 
 
@@ -132,7 +145,7 @@ def _noise_aug(batch: dict, video: Tensor, extras: dict) -> Tensor:
 
 
 CONTROL_MAPS: dict[str, ControlMap] = {
-    "trajectory": ControlMap(1, _trajectory_map),
+    "trajectory": ControlMap(3, _trajectory_map),
     "object_flow": ControlMap(2, _object_flow_map),
     "camera": ControlMap(2, _camera_map),
     "low_res_x2": ControlMap(3, _low_res_map(2)),
@@ -170,29 +183,30 @@ def training_controls(controls: tuple[str, ...], attributes: tuple[str, ...], ba
     """(the clip after knob augmentations, control maps [B, Cc, T, H, W] or None, knobs [B, A] or None) for pixel
     clips `video` [B, C, T, H, W]; each map is zeroed and each knob set to NaN with probability `dropout`."""
     b, device = video.shape[0], video.device
+
+    def uniform() -> Tensor:
+        return draw(torch.rand, torch.Size([b]), generators, device=device)
+
+    kept = {name: uniform() >= dropout for name in (*controls, *attributes)}
+
+    def augmentation(name: str, low: float, high: float, neutral: float) -> Tensor:
+        """A level drawn in [low, high], or the neutral one where the knob is dropped (not given = the data as is)."""
+        return torch.where(kept[name], low + (high - low) * uniform(), torch.full((b,), neutral, device=device))
+
     extras: dict = {"noise": lambda shape: draw(torch.randn, torch.Size(shape), generators, device=device)}
     if "brightness" in attributes:
-        gain = BRIGHTNESS_RANGE[0] + (BRIGHTNESS_RANGE[1] - BRIGHTNESS_RANGE[0]) * draw(
-            torch.rand, torch.Size([b]), generators, device=device)
+        extras["brightness"] = gain = augmentation("brightness", *BRIGHTNESS_RANGE, 1.0)
         video = (((video + 1) / 2) * gain[:, None, None, None, None]).clamp(0, 1) * 2 - 1
-        extras["brightness"] = gain
     if "noise_aug" in attributes:
-        extras["noise_aug"] = NOISE_AUG_MAX * draw(torch.rand, torch.Size([b]), generators, device=device)
+        extras["noise_aug"] = augmentation("noise_aug", 0.0, NOISE_AUG_MAX, 0.0)
     control = None
     if controls:
-        maps = []
-        for name in controls:
-            keep = draw(torch.rand, torch.Size([b]), generators, device=device) >= dropout
-            maps.append(CONTROL_MAPS[name].from_batch(batch, video, extras).to(video) * keep[:, None, None, None, None])
-        control = torch.cat(maps, dim=1)
+        control = torch.cat([CONTROL_MAPS[name].from_batch(batch, video, extras).to(video)
+                             * kept[name][:, None, None, None, None] for name in controls], dim=1)
     values = None
     if attributes:
-        columns = []
-        for name in attributes:
-            keep = draw(torch.rand, torch.Size([b]), generators, device=device) >= dropout
-            value = ATTRIBUTES[name].from_batch(batch, video, extras).to(device=device, dtype=video.dtype)
-            columns.append(torch.where(keep, value, torch.full_like(value, float("nan"))))
-        values = torch.stack(columns, dim=1)
+        values = torch.stack([torch.where(kept[name], ATTRIBUTES[name].from_batch(batch, video, extras).to(video),
+                                          torch.tensor(float("nan"), device=device)) for name in attributes], dim=1)
     return video, control, values
 
 

@@ -9,6 +9,7 @@ from kinema.metrics.balls import (
     link_detections,
     track_balls,
 )
+from kinema.metrics.camera import CAMERA_SCORES, camera_scores, estimate_camera
 from kinema.metrics.distances import (
     bootstrap_interval,
     frechet_distance,
@@ -32,6 +33,7 @@ from kinema.metrics.physics import (
 from kinema.metrics.temporal import TEMPORAL_SCORES, farneback_flow, temporal_scores
 
 __all__ = [
+    "CAMERA_SCORES", "camera_scores", "estimate_camera",
     "I3D_PRESETS", "IDENTITY_SCORES", "PHYSICS_SCORES", "PSNR_CAP_DB", "STILL", "TARGET_SCORES", "TEMPORAL_SCORES",
     "BallDetections", "BallScores", "BallTracks", "I3DFeatures", "KinemaVideoFeatures", "VideoFeatureNet",
     "ball_scene_problem", "ball_scores", "bootstrap_interval", "detect_balls", "detect_balls_in_clip",

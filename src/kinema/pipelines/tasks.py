@@ -130,7 +130,7 @@ def _window_prompt(prompt: PromptSpec, num_frames: int, start: int, stop: int) -
     return [(0, current), *[(frame - start, text) for frame, text in anchors if start < frame < stop]]
 
 
-def _next_window(finished: Tensor, given: Tensor, size: int, overlap: int) -> tuple[int, int, int] | None:
+def next_window(finished: Tensor, given: Tensor, size: int, overlap: int) -> tuple[int, int, int] | None:
     """(start, stop, keep) of the next window of `size` frames over frames `finished` [T] (bool) so far, None when
     all are: it takes `overlap` finished frames before the first unfinished one (fewer if that lets it reach the
     next `given` frame) and keeps its frames up to the last given frame inside it (all at the end or when none is),
@@ -172,7 +172,7 @@ def complete(pipe: TextToVideoPipeline, prompts: PromptSpec | list[PromptSpec], 
         raise KinemaError(f"window overlap must be in 1..{size - 1} (the model makes {size} frames), got {overlap}")
     video, done = known.video.clone(), known.mask.clone()
     given, window = known.whole_frames.all(dim=0), 0
-    while (span := _next_window(done.flatten(3).all(dim=3)[:, 0].all(dim=0), given, size, overlap)) is not None:
+    while (span := next_window(done.flatten(3).all(dim=3)[:, 0].all(dim=0), given, size, overlap)) is not None:
         start, stop, keep = span
         out = pipe([_window_prompt(p, frames, start, stop) for p in prompts], num_frames=size, height=height,
                    width=width, seed=seed + window, known=KnownPixels(video[:, :, start:stop], done[:, :, start:stop]),

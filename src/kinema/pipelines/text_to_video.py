@@ -16,12 +16,19 @@ from tqdm.auto import tqdm
 from kinema.autoencoder.latent_space import LatentSpace
 from kinema.conditioning.anchored import PromptPlan, PromptSpec, plan_prompts
 from kinema.conditioning.conditioning import Conditioning
-from kinema.conditioning.controls import resized_control, sampling_attributes, sampling_controls
+from kinema.conditioning.controls import (camera_map, resized_control, sampling_attributes, sampling_controls,
+                                          trajectory_map)
 from kinema.conditioning.motion_words import motion_from_prompts
 from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
 from kinema.config import Config
+from kinema.control.binding import bind_objects, prompt_colours
+from kinema.control.camera import camera_energy, parse_camera
 from kinema.control.direction import direction_energy
+from kinema.control.physics_energy import physics_energy, project_to_physics
+from kinema.control.trajectory import TrajectorySpec
+from kinema.control.trajectory_energy import trajectory_energy
+from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig
 from kinema.diffusion import (batched_classifier_free_guidance, build_schedule, get_sampler, reconstruction_guidance,
                               x0_denoiser)
 from kinema.diffusion.guidance import DenoiseFn
@@ -37,11 +44,13 @@ from kinema.video import write_contact_sheet, write_video
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "pretrained" / "balls"  # text to video
 SHIPPED_FRAMES_MODEL = SHIPPED_MODEL.with_name("balls_frames")  # the same, fine-tuned on every frame task (11.1-11.5)
+SHIPPED_CONTROL_MODEL = SHIPPED_MODEL.with_name("balls_control")  # the same, fine-tuned on drawn paths and knobs (11.3)
 
 
-def shipped_model(frames: bool = False) -> Path:
-    """The model Kinema ships: for text to video, or (`frames`) for known frames, long videos and streams."""
-    return SHIPPED_FRAMES_MODEL if frames else SHIPPED_MODEL
+def shipped_model(frames: bool = False, controls: bool = False) -> Path:
+    """The model Kinema ships: for text to video, (`frames`) for known frames, long videos and streams, or
+    (`controls`) for drawn paths and the speed / brightness knobs."""
+    return SHIPPED_FRAMES_MODEL if frames else SHIPPED_CONTROL_MODEL if controls else SHIPPED_MODEL
 
 
 def _at_least(name: str, value, minimum: float, strict: bool = False):
@@ -76,11 +85,11 @@ class TextToVideoPipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
                         text_encoder: TextEncoder | None = None, frames: bool = False,
-                        quantize: str | None = None) -> TextToVideoPipeline:
+                        quantize: str | None = None, controls: bool = False) -> TextToVideoPipeline:
         """Load a model directory or training checkpoint; None loads the model Kinema ships (`frames`: the one made
-        for known frames, long videos and streams, `shipped_model`); `quantize` "int8" stores its Linear and Conv
-        weights as int8 (kinema.models.quantize)."""
-        model, config, metadata = load_pretrained(shipped_model(frames) if path is None else path)
+        for known frames, long videos and streams; `controls`: the one made for drawn paths and knobs;
+        `shipped_model`); `quantize` "int8" stores its Linear and Conv weights as int8 (kinema.models.quantize)."""
+        model, config, metadata = load_pretrained(shipped_model(frames, controls) if path is None else path)
         model = quantize_weights(model, quantize)
         return cls(model, config, text_encoder, device, read_sampling_spec(config, metadata))
 
@@ -145,12 +154,18 @@ class TextToVideoPipeline:
     def denoiser(self, plan: PromptPlan, start: int, stop: int, *, labels: Tensor | None = None,
                  guidance: float = 1.0, negative_prompt: str = "", known: KnownPixels | None = None,
                  known_guidance: float = 0.0, motion_strength: float | None = None,
-                 direction_guidance: float = 0.0, controls: Conditioning | None = None) -> DenoiseFn:
+                 direction_guidance: float = 0.0, controls: Conditioning | None = None,
+                 trajectory: TrajectorySpec | None = None, trajectory_guidance: float = 0.0,
+                 physics_guidance: float = 0.0, physics_projection: float = 0.0, camera: Tensor | None = None,
+                 camera_guidance: float = 0.0) -> DenoiseFn:
         """The guided x0 denoiser of frames start..stop-1 of the videos `plan` describes: each frame's estimate is
         its phrases' estimates weighted by how much they own it; `known` (pixels of these frames) is kept by
         replacement, after `known_guidance` steps of reconstruction guidance; `motion_strength` scales motion away
         from the nearest known frame; `direction_guidance` steers single-phrase prompts with motion words;
-        `controls` holds the control maps and knobs of a model trained with them."""
+        `controls` holds the control maps and knobs of a model trained with them. `trajectory_guidance` steers the
+        objects of `trajectory` (over the video's frames, at its size) along their paths and `physics_guidance` the
+        objects the prompts name (or the trajectory's) toward gravity, smooth acceleration and no overlap
+        (`_steered`)."""
         texts, weights = plan.window(start, stop)
         known = None if known is None else known.to(self.device)
         estimates = [self._guided(phrases, labels, negative_prompt, guidance, known, controls) for phrases in texts]
@@ -161,9 +176,8 @@ class TextToVideoPipeline:
 
             def denoise(x: Tensor, t: Tensor) -> Tensor:
                 return sum(shares[:, k].to(x.dtype) * estimate(x, t) for k, estimate in enumerate(estimates))
-        directions = motion_from_prompts(texts[0]).to(self.device)
-        if direction_guidance > 0 and not plan.anchored and directions.any():
-            denoise = reconstruction_guidance(denoise, direction_energy(directions), direction_guidance)
+        denoise = self._steered(denoise, plan, start, stop, direction_guidance, trajectory, trajectory_guidance,
+                                physics_guidance, physics_projection, camera, camera_guidance)
         if known is None:
             return denoise
         if motion_strength is not None:
@@ -172,6 +186,62 @@ class TextToVideoPipeline:
                                   "(an image or keyframe) for every video")
             denoise = known.scaling_motion(denoise, motion_strength)
         return known.keeping(denoise, known_guidance)
+
+    def _steered(self, denoise: DenoiseFn, plan: PromptPlan, start: int, stop: int, direction_guidance: float,
+                 trajectory: TrajectorySpec | None, trajectory_guidance: float, physics_guidance: float,
+                 physics_projection: float, camera: Tensor | None = None, camera_guidance: float = 0.0) -> DenoiseFn:
+        """`denoise` with one reconstruction guidance by the weighted sum of the direction, trajectory, physics and
+        camera energies that are on (kinema.control; `camera`: steps [T-1, 4] of frames start..stop-1), then, with `physics_projection` in (0, 1], each estimate's objects
+        moved that share of the way onto the simulator's fit of their paths at times <= 0.5 (project_to_physics)."""
+        prompts = [" ".join(phrases) for phrases in zip(*plan.texts)]
+        bound = None  # the trajectory objects' colours; every prompt must name every object
+        if trajectory is not None:
+            bound = [bind_objects(trajectory, prompt) for prompt in prompts][0]
+        energies = []
+        directions = motion_from_prompts(plan.texts[0]).to(self.device)
+        if direction_guidance > 0 and not plan.anchored and directions.any():
+            energies.append((direction_guidance, direction_energy(directions)))
+        if bound is not None and trajectory_guidance > 0:
+            targets = trajectory.positions()[:, start:stop].to(self.device).expand(len(prompts), -1, -1, -1)
+            radii = torch.tensor([[o.radius for o in trajectory.objects]] * len(prompts), device=self.device)
+            energies.append((trajectory_guidance, trajectory_energy(targets, radii, bound)))
+        objects = [bound or prompt_colours(prompt) for prompt in prompts]
+        simulator = self.config.data if self.config.data_kind == "balls" else BouncingBallsConfig()
+        if physics_guidance > 0:
+            physics = [physics_energy(colours, simulator) for colours in objects]
+            energies.append((physics_guidance, lambda x: torch.cat([energy(x[b:b + 1])
+                                                                     for b, energy in enumerate(physics)])))
+        if camera is not None and camera_guidance > 0:
+            steps = camera[start : max(start, stop - 1)].to(self.device).expand(len(prompts), -1, -1)
+            energies.append((camera_guidance, camera_energy(steps)))
+        if energies:
+            denoise = reconstruction_guidance(denoise, lambda x: sum(w * energy(x) for w, energy in energies), 1.0)
+        if physics_projection == 0:
+            return denoise
+
+        def projected(x: Tensor, t: Tensor) -> Tensor:
+            x0 = denoise(x, t)
+            if t.max() > 0.5:  # the estimate holds no object worth fitting yet
+                return x0
+            return torch.cat([project_to_physics(x0[b:b + 1], colours, simulator, physics_projection)
+                              for b, colours in enumerate(objects)])
+
+        return projected
+
+    def _drawn_controls(self, controls: dict[str, Tensor] | None, prompts: list, trajectory: TrajectorySpec | None,
+                        camera: Tensor | None, height: int, width: int) -> dict[str, Tensor]:
+        """The control maps given, plus the trajectory drawn as the `trajectory` map and the camera's flow as the
+        `camera` map for a model trained with them (kinema.conditioning.controls)."""
+        controls = dict(controls or {})
+        if trajectory is not None and "trajectory" in self.model.controls and "trajectory" not in controls:
+            texts = [" ".join(text for _, text in p) if _is_anchors(p) else str(p) for p in prompts]
+            colours = [bind_objects(trajectory, text) for text in texts][0]
+            rgb = torch.tensor([BALL_COLORS.get(c, (1.0, 1.0, 1.0)) if c else (1.0, 1.0, 1.0) for c in colours])
+            radii = torch.tensor([[o.radius for o in trajectory.objects]])
+            controls["trajectory"] = trajectory_map(trajectory.positions()[None], radii, rgb[None], height, width)
+        if camera is not None and "camera" in self.model.controls and "camera" not in controls:
+            controls["camera"] = camera_map(camera[None], height, width)
+        return controls
 
     def start(self, noise: Tensor, steps: int, time_grid: str, known: KnownPixels | None = None,
               init_video: Tensor | None = None, strength: float = 1.0,
@@ -203,7 +273,10 @@ class TextToVideoPipeline:
                  init_video: Tensor | None = None, strength: float | None = None,
                  source_prompt: str | Sequence[str] | None = None,
                  prompt_blend: int = 4, controls: dict[str, Tensor] | None = None,
-                 attributes: dict[str, float | None] | None = None) -> Tensor:
+                 attributes: dict[str, float | None] | None = None, trajectory: TrajectorySpec | None = None,
+                 trajectory_guidance: float | None = None, physics_guidance: float = 0.0,
+                 physics_projection: float = 0.0, camera: str | Tensor | None = None,
+                 camera_guidance: float | None = None) -> Tensor:
         """Generate one video per prompt (of class `labels`: one for all, or one per prompt); options left None take
         the model's sampling spec, and 0 is an error, never a default. `time_grid` spaces the sampler's times
         (uniform | trailing | karras | shifted, kinema.diffusion.time_grids).
@@ -224,7 +297,19 @@ class TextToVideoPipeline:
 
         `controls` gives a model trained with control maps (`model.controls`: trajectory, camera, low_res_x2, ...)
         its maps, each [1 or B, channels, T, H, W] at the video's size; `attributes` its knobs ({"speed": 2.0, ...});
-        those not given read as "no control" (kinema.conditioning.controls)."""
+        those not given read as "no control" (kinema.conditioning.controls).
+
+        `trajectory` (kinema.control.trajectory; rescaled to the video's size and frames) gives each object the prompt
+        names a path, followed by reconstruction guidance with weight `trajectory_guidance` (default 1 with a
+        trajectory) on a trajectory energy (kinema.control.trajectory_energy); `physics_guidance` pushes the objects
+        toward constant gravity, smooth acceleration and no overlap (kinema.control.physics_energy), and
+        `physics_projection` in [0, 1] moves each estimate's objects that share of the way onto the simulator's fit of
+        their paths in the later half of the steps. All guidance energies share one backward pass per step.
+
+        A model trained with the `trajectory` control (or `camera`) also reads the trajectory drawn as its control
+        map (or the camera's flow). `camera` is a move ('pan-left:2,zoom-in:1.02', a per-step CSV / JSON file, or
+        steps [T-1, 4]; kinema.control.camera); `camera_guidance` (default 1 for a model without the camera control,
+        else 0) steers the video toward it by reconstruction guidance with a photometric camera energy."""
         prompts = [prompts] if isinstance(prompts, str) or _is_anchors(prompts) else list(prompts)
         spec, defaults = self.spec, self.spec.defaults
         steps = _at_least("steps", defaults.steps if steps is None else steps, 1)
@@ -238,6 +323,24 @@ class TextToVideoPipeline:
         editing = init_video is not None and strength < 1  # the motion is the video's: no direction by default
         direction_guidance = _at_least("direction guidance", (0.0 if editing else defaults.direction_guidance)
                                        if direction_guidance is None else direction_guidance, 0)
+        trajectory_guidance = _at_least("trajectory guidance", (0.0 if trajectory is None else 1.0)
+                                        if trajectory_guidance is None else trajectory_guidance, 0)
+        physics_guidance = _at_least("physics guidance", physics_guidance, 0)
+        if not 0 <= physics_projection <= 1:
+            raise KinemaError(f"physics projection must be in [0, 1] (the share of the way onto a simulated path), "
+                              f"got {physics_projection}")
+        if trajectory is not None:
+            if height != width:
+                raise KinemaError(f"a trajectory is drawn in a square frame: the videos are {height}x{width}")
+            trajectory = trajectory.resized(width, frames)
+        if camera is not None:
+            camera = camera if isinstance(camera, Tensor) else parse_camera(camera, frames)
+            if tuple(camera.shape) != (frames - 1, 4):
+                raise KinemaError(f"camera steps must be [{frames - 1}, 4] for {frames} frames, got "
+                                  f"{list(camera.shape)}")
+        camera_guidance = _at_least("camera guidance", (0.0 if camera is None or "camera" in self.model.controls
+                                                         else 1.0) if camera_guidance is None else camera_guidance, 0)
+        controls = self._drawn_controls(controls, prompts, trajectory, camera, height, width)
         shape = (len(prompts), spec.channels, frames, height, width)
         for name, given in (("known pixels", None if known is None else known.video), ("init video", init_video)):
             if given is not None and tuple(given.shape) != shape:
@@ -259,6 +362,10 @@ class TextToVideoPipeline:
             if direction_guidance > 0 or any(_is_anchors(p) for p in prompts):
                 raise KinemaError("direction guidance and time-anchored prompts act on pixel frames: a latent model "
                                   "takes neither yet (set direction_guidance=0, give one text per video)")
+            if trajectory_guidance > 0 or physics_guidance > 0 or physics_projection > 0 or camera_guidance > 0:
+                raise KinemaError("trajectory, physics and camera guidance read pixel frames: a latent model takes "
+                                  "none yet (set trajectory_guidance, physics_guidance, physics_projection and "
+                                  "camera_guidance to 0)")
             shape, known, init_video = self._in_latents(shape, known, init_video)
             frames = shape[2]
             motion_controls.control = resized_control(motion_controls.control, shape[2:])
@@ -268,7 +375,10 @@ class TextToVideoPipeline:
         denoise = self.denoiser(plan, 0, frames, labels=label_indices, guidance=guidance,
                                 negative_prompt=negative_prompt, known=known, known_guidance=known_guidance,
                                 motion_strength=motion_strength, direction_guidance=direction_guidance,
-                                controls=motion_controls)
+                                controls=motion_controls, trajectory=trajectory,
+                                trajectory_guidance=trajectory_guidance, physics_guidance=physics_guidance,
+                                physics_projection=physics_projection, camera=camera,
+                                camera_guidance=camera_guidance)
         inverting = None
         if source_prompt is not None and strength < 1:
             sources = [source_prompt] * len(prompts) if isinstance(source_prompt, str) else list(source_prompt)

@@ -1,4 +1,4 @@
-"""`kinema train --processes N`: start N training processes on this machine with PyTorch's elastic launcher.
+"""`kinema train --processes N` (and `kinema train-vae`): start N training processes on this machine with PyTorch's elastic launcher.
 
 Each process then builds its `Accelerator` from the launcher's environment (RANK, WORLD_SIZE, MASTER_ADDR, ...):
 one process per GPU with NCCL, or, on a machine without CUDA, N CPU processes with gloo (`ACCELERATE_USE_CPU`).
@@ -24,9 +24,10 @@ def launched() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
-def launch_command(processes: int, train_args: list[str], fsdp: bool = False) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that run `kinema train *train_args` in `processes` local processes, their
-    weights sharded (FSDP2) when `fsdp`."""
+def launch_command(processes: int, train_args: list[str], fsdp: bool = False,
+                   command: str = "train") -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run `kinema COMMAND *train_args` (train or train-vae) in `processes`
+    local processes, their weights sharded (FSDP2) when `fsdp`."""
     if processes < 1:
         raise KinemaError(f"--processes must be at least 1, got {processes}")
     if fsdp and processes < 2:
@@ -40,12 +41,12 @@ def launch_command(processes: int, train_args: list[str], fsdp: bool = False) ->
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     if fsdp:
         env.update(ACCELERATE_USE_FSDP="true", FSDP_VERSION="2")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-               "-m", "kinema.cli", "train", *train_args]
-    return command, env
+    line = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+            "-m", "kinema.cli", command, *train_args]
+    return line, env
 
 
-def launch(processes: int, train_args: list[str], fsdp: bool = False) -> int:
-    """Run `kinema train *train_args` in `processes` local processes (sharded when `fsdp`); their exit code."""
-    command, env = launch_command(processes, train_args, fsdp)
-    return subprocess.run(command, env=env).returncode
+def launch(processes: int, train_args: list[str], fsdp: bool = False, command: str = "train") -> int:
+    """Run `kinema COMMAND *train_args` in `processes` local processes (sharded when `fsdp`); their exit code."""
+    line, env = launch_command(processes, train_args, fsdp, command)
+    return subprocess.run(line, env=env).returncode

@@ -37,6 +37,7 @@ class DiffusionObjective:
     dropout for guidance, and frame tasks; periodic samples are generated videos."""
 
     write_model_files: Callable | None = None  # checkpoints hold the model config and its sampling spec (default)
+    find_unused_parameters = False  # every parameter takes part in every step (DDP needs no search)
     read_config: Callable = staticmethod(read_config)
 
     def __init__(self, config: Config, text_encoder: TextEncoder):
@@ -157,6 +158,8 @@ class DiffusionObjective:
 class AutoencoderObjective:
     """Reconstruction + perceptual + KL (+ a 3D patch critic after `loss.disc_start`) of a causal video autoencoder
     (`kinema.autoencoder.losses`); periodic samples are reconstructions of the first training clips."""
+
+    find_unused_parameters = True  # the critic takes no part before loss.disc_start
 
     def __init__(self, config):
         from kinema.autoencoder.config import read_run_config, write_run_files

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
+from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, IterableDataset
 from torch.utils.tensorboard import SummaryWriter
@@ -67,12 +67,14 @@ class Trainer:
         self.config = config
         self.progress = progress
         train = config.train
-        self.accelerator = Accelerator(mixed_precision=train.mixed_precision)
+        objective = DiffusionObjective if isinstance(config, Config) else AutoencoderObjective
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=objective.find_unused_parameters)
+        self.accelerator = Accelerator(mixed_precision=train.mixed_precision, kwargs_handlers=[ddp])
         self.sharded = enable_fsdp(self.accelerator)  # FSDP2: model, gradients, optimizer state and EMA in shards
         self.output_dir = Path(train.output_dir)
         self._claim_output_dir(resume, overwrite)
         torch.manual_seed(train.seed)
-        if isinstance(config, Config):
+        if objective is DiffusionObjective:
             self.objective = DiffusionObjective(config, text_encoder or TextEncoder(train.text_encoder,
                                                                                     cache_size=16384))
         else:

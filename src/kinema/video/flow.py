@@ -21,12 +21,23 @@ from torch import Tensor
 from kinema.errors import KinemaError
 
 FB_ALPHA, FB_BETA = 0.01, 0.5  # forward-backward occlusion test (Sundaram et al. 2010)
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights of R, G, B
 
 
 def grey_uint8(frame: np.ndarray) -> np.ndarray:
     """[H, W, C] in [0, 1] -> uint8 grey [H, W] (ITU-R 601 luma for RGB, the channel mean otherwise)."""
-    grey = frame.mean(axis=-1) if frame.shape[-1] != 3 else frame @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = frame.mean(axis=-1) if frame.shape[-1] != 3 else frame @ np.array(LUMA, np.float32)
     return np.round(grey * 255.0).astype(np.uint8)
+
+
+def stretched_grey(videos: Tensor) -> Tensor:
+    """Grey clips [B, 1, T, H, W] of videos [B, C, T, H, W] in [-1, 1], each clip's grey range stretched to [-1, 1]
+    (one map for all its frames, so brightness constancy holds): flow on a dim or flat clip uses every 8-bit level."""
+    videos = videos.detach().float()
+    grey = (torch.einsum("bcthw,c->bthw", videos, videos.new_tensor(LUMA)) if videos.shape[1] == 3
+            else videos.mean(1))[:, None]
+    low, high = grey.amin(dim=(1, 2, 3, 4), keepdim=True), grey.amax(dim=(1, 2, 3, 4), keepdim=True)
+    return (grey - low) / (high - low).clamp(min=1e-6) * 2 - 1
 
 
 def farneback_flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
