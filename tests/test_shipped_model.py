@@ -1,6 +1,7 @@
 """The models Kinema ships: they load offline (with the sampling spec derived from the config), prompts about colour,
 count and direction change what the text-to-video model draws (direction through the direction guidance its config
-turns on), and the frames model fills in given frames better than a classical baseline."""
+turns on), the frames model fills in given frames better than a classical baseline, and the control model follows
+drawn paths."""
 
 import numpy as np
 import pytest
@@ -12,7 +13,10 @@ from kinema.metrics.frame import psnr
 from kinema.metrics.physics import identity_scores
 from kinema.models.pretrained import load_pretrained
 from kinema.pipelines.known import KnownPixels
-from kinema.pipelines.text_to_video import SHIPPED_FRAMES_MODEL, SHIPPED_MODEL, TextToVideoPipeline
+from kinema.control.trajectory import ObjectPath, TrajectorySpec
+from kinema.metrics.physics import ball_scores
+from kinema.pipelines.text_to_video import (SHIPPED_CONTROL_MODEL, SHIPPED_FRAMES_MODEL, SHIPPED_MODEL,
+                                            TextToVideoPipeline)
 
 VIDEOS = 6  # per prompt; thresholds below leave room for one or two misses
 
@@ -111,3 +115,33 @@ def test_shipped_frames_model_interpolates_better_than_a_linear_blend(frames_pip
     new = [1, 3, 5]
     model_db, blend_db = (psnr(v[:, :, new], clips[:, :, new]).mean().item() for v in (made, blend))
     assert model_db > blend_db + 3, (model_db, blend_db)
+
+
+@pytest.fixture(scope="module")
+def control_pipe(text_encoder):
+    return TextToVideoPipeline.from_pretrained(text_encoder=text_encoder, controls=True)
+
+
+def test_shipped_control_model_is_the_text_to_video_model_fine_tuned_on_paths_and_knobs():
+    _, config, metadata = load_pretrained(SHIPPED_CONTROL_MODEL)
+    assert config.model.controls == ("trajectory",) and set(config.model.attributes) == {"speed", "brightness"}
+    assert metadata["step"] >= 500 and "balls" in config.train.init_from
+
+
+def test_shipped_control_model_follows_drawn_paths_without_guidance(control_pipe):
+    """Held-out simulator paths (a data seed never trained on) drawn as the control map, no guidance: the tracked
+    balls keep close to them; without the map the same prompts and seeds wander far off."""
+    data = BouncingBalls(control_pipe.config.data, seed=20261129)
+    clips = [data.clip(i) for i in range(3)]
+    errors = {True: [], False: []}
+    for i, clip in enumerate(clips):
+        spec = TrajectorySpec(clip.size, 8, tuple(ObjectPath(f"the {name} ball", name, clip.positions[:, k],
+                                                             float(clip.radii[k]))
+                                                  for k, name in enumerate(clip.color_names)))
+        prompt = " and ".join(f"a {name} ball" for name in clip.color_names) + " bounce"
+        for drawn in (True, False):
+            video = control_pipe(prompt, seed=i, steps=15, progress=False, trajectory=spec if drawn else None,
+                                 trajectory_guidance=0.0, direction_guidance=0.0)
+            errors[drawn].append(float(ball_scores(video, clip.positions[None]).scores["target_error"][0]))
+    followed, free = np.nanmean(errors[True]), np.nanmean(errors[False])
+    assert followed < 2.0 and free > 3 * followed, (errors, followed, free)

@@ -88,22 +88,36 @@ def test_processes_must_be_at_least_one():
 
 
 def test_train_vae_in_two_processes_trains_like_one_at_twice_the_batch(tmp_path):
-    """With the critic on from step 0 (its adaptive weight needs the whole batch's gradients); and with the critic
-    joining at step 1, so that step 0 has parameters without gradients (DDP must allow them)."""
+    """With the critic on from step 0: its adaptive weight takes the whole batch's gradients."""
     from test_train_vae import TINY_RUN
 
+    from kinema.autoencoder.config import load_autoencoder_config
+
     run = [*TINY_RUN, "train.checkpoint_every=1", "train.steps=1", "loss.disc_start=0"]
-    kinema("train-vae", "configs/vae_balls.yaml", *run, "train.batch_size=2", f"train.output_dir={tmp_path / 'one'}")
+    config = load_autoencoder_config(ROOT / "configs/vae_balls.yaml", [*run, f"train.output_dir={tmp_path / 'one'}"])
+    Trainer(config, progress=False).train()
     kinema("train-vae", "configs/vae_balls.yaml", *run, "train.batch_size=1", f"train.output_dir={tmp_path / 'two'}",
            "--processes", "2")
     step = "checkpoints/step_0000001"
     assert (tmp_path / "two" / step / "rng_rank1.safetensors").exists()
+    assert (tmp_path / "two/autoencoder/config.json").exists()
     one, two = weights(tmp_path / "one" / step), weights(tmp_path / "two" / step)
     assert one.keys() == two.keys() and any(k.startswith("discriminator.") for k in one)
     # Adam's first step is +-lr for any gradient far above its eps, so the few weights whose gradient is float
     # noise (zero-initialised layers over black background) may step the other way; all others agree
     close = sum(torch.isclose(one[k], two[k], atol=2e-6, rtol=1e-4).sum().item() for k in one)
     assert close >= 0.998 * sum(v.numel() for v in one.values())
-    stdout = kinema("train-vae", "configs/vae_balls.yaml", *run, "train.steps=2", "loss.disc_start=1",
-                    "train.batch_size=1", f"train.output_dir={tmp_path / 'later'}", "--processes", "2")
-    assert stdout.count("done: ") == 1 and (tmp_path / "later/autoencoder/config.json").exists()
+
+
+def test_autoencoder_runs_let_ddp_skip_the_critic_before_it_joins(tmp_path, text_encoder):
+    """Before loss.disc_start the critic has no gradients: DDP must be told to look for unused parameters; a
+    denoiser uses all of its parameters at every step, so its runs skip that search."""
+    from test_train_vae import TINY_RUN
+
+    from kinema.autoencoder.config import load_autoencoder_config
+
+    vae = load_autoencoder_config(ROOT / "configs/vae_balls.yaml", [*TINY_RUN, f"train.output_dir={tmp_path / 'v'}"])
+    assert Trainer(vae, progress=False).accelerator.ddp_handler.find_unused_parameters
+    denoiser = load_config(ROOT / "configs/balls.yaml", [*TINY, f"train.output_dir={tmp_path / 'd'}"])
+    assert not Trainer(denoiser, text_encoder=text_encoder, progress=False).accelerator.ddp_handler \
+        .find_unused_parameters
