@@ -31,7 +31,7 @@ import torch
 from shipped_model_quality import relative
 
 from kinema.control.multi_object import avoiding_paths, min_separation
-from kinema.control.trajectory import ObjectPath, TrajectorySpec
+from kinema.control.trajectory import TrajectorySpec
 from kinema.metrics.balls import track_balls
 from kinema.metrics.physics import identity_scores
 from kinema.pipelines.text_to_video import TextToVideoPipeline
@@ -44,8 +44,7 @@ def coloured_paths(objects: int, frames: int, size: int, seed: int) -> Trajector
     """Collision-avoiding paths, the k-th ball coloured COLOURS[(seed + k) % 6]."""
     spec = avoiding_paths(objects, frames, size, seed=seed)
     names = [COLOURS[(seed + k) % len(COLOURS)] for k in range(objects)]
-    return TrajectorySpec(size, frames, tuple(ObjectPath(f"the {name} ball", name, path.positions, path.radius)
-                                               for name, path in zip(names, spec.objects)))
+    return TrajectorySpec.of_balls(spec.positions().transpose(0, 1), [o.radius for o in spec.objects], names, size)
 
 
 def score(video: torch.Tensor, spec: TrajectorySpec) -> dict:

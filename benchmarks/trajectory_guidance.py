@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kinema.control.trajectory import ObjectPath, TrajectorySpec
+from kinema.control.trajectory import TrajectorySpec
 from kinema.data.physics_balls import BallsClip, BouncingBalls, BouncingBallsConfig, caption_for
 from kinema.metrics.physics import ball_scores
 from kinema.pipelines.text_to_video import TextToVideoPipeline
@@ -63,9 +63,7 @@ def prompt_of(clip: BallsClip) -> str:
 
 def spec_of(clip: BallsClip) -> TrajectorySpec:
     """The clip's ground-truth centres as a trajectory, each ball described by its colour."""
-    return TrajectorySpec(clip.size, clip.positions.shape[0], tuple(
-        ObjectPath(f"the {name} ball", name, clip.positions[:, k], float(clip.radii[k]))
-        for k, name in enumerate(clip.color_names)))
+    return TrajectorySpec.of_balls(clip.positions, clip.radii, clip.color_names, clip.size)
 
 
 def summary(videos: torch.Tensor, clips: list[BallsClip], seconds: float) -> dict:

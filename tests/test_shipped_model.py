@@ -13,7 +13,7 @@ from kinema.metrics.frame import psnr
 from kinema.metrics.physics import identity_scores
 from kinema.models.pretrained import load_pretrained
 from kinema.pipelines.known import KnownPixels
-from kinema.control.trajectory import ObjectPath, TrajectorySpec
+from kinema.control.trajectory import TrajectorySpec
 from kinema.metrics.physics import ball_scores
 from kinema.pipelines.text_to_video import (SHIPPED_CONTROL_MODEL, SHIPPED_FRAMES_MODEL, SHIPPED_MODEL,
                                             TextToVideoPipeline)
@@ -135,9 +135,7 @@ def test_shipped_control_model_follows_drawn_paths_without_guidance(control_pipe
     clips = [data.clip(i) for i in range(3)]
     errors = {True: [], False: []}
     for i, clip in enumerate(clips):
-        spec = TrajectorySpec(clip.size, 8, tuple(ObjectPath(f"the {name} ball", name, clip.positions[:, k],
-                                                             float(clip.radii[k]))
-                                                  for k, name in enumerate(clip.color_names)))
+        spec = TrajectorySpec.of_balls(clip.positions, clip.radii, clip.color_names, clip.size)
         prompt = " and ".join(f"a {name} ball" for name in clip.color_names) + " bounce"
         for drawn in (True, False):
             video = control_pipe(prompt, seed=i, steps=15, progress=False, trajectory=spec if drawn else None,

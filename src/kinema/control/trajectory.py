@@ -79,6 +79,14 @@ class TrajectorySpec:
                                       obj.radius * scale))
         return TrajectorySpec(size, num_frames, tuple(objects))
 
+    @staticmethod
+    def of_balls(positions: Tensor, radii, colours: list[str], size: int) -> TrajectorySpec:
+        """Balls' paths: centres [T, K, 2] px (frame-major, as the simulator gives them), radii [K] and colour names,
+        each ball described as "the {colour} ball"."""
+        return TrajectorySpec(size, positions.shape[0], tuple(
+            ObjectPath(f"the {name} ball", name, positions[:, k].float(), float(radii[k]))
+            for k, name in enumerate(colours)))
+
 
 @dataclass(frozen=True, eq=False)
 class ObjectCurve:
