@@ -212,6 +212,8 @@ BRIGHTNESS = typer.Option(None, "--brightness", help="knob of a model trained wi
                           "training clips', 0.5 darker, 1.5 brighter)")
 MOTION_AMOUNT = typer.Option(None, "--motion-amount", help="knob of a model trained with it: mean absolute change "
                              "between frames, in [0, 1] pixel units")
+NEGATIVE = typer.Option("", "--negative-prompt", help="what the video should not show: guidance (--guidance above "
+                        "1) steers away from it")
 QUANTIZE = typer.Option(None, "--quantize", help="int8: run with 8-bit weights (Linear and Conv layers; smaller, "
                         "close to the float model)")
 
@@ -233,7 +235,7 @@ def generate(
     long_mode: str = LONG_MODE, window: Optional[int] = WINDOW, overlap: Optional[int] = OVERLAP,
     partitions: int = PARTITIONS, quantize: Optional[str] = QUANTIZE,
     speed: Optional[float] = SPEED, brightness: Optional[float] = BRIGHTNESS,
-    motion_amount: Optional[float] = MOTION_AMOUNT,
+    motion_amount: Optional[float] = MOTION_AMOUNT, negative_prompt: str = NEGATIVE,
     trajectory: Optional[Path] = typer.Option(None, "--trajectory", help="JSON or YAML file of object paths (kinema "
                                               "trajectory); each object must be named in the prompt"),
     trajectory_guidance: Optional[float] = typer.Option(None, "--trajectory-guidance", help="how hard guidance pulls "
@@ -264,23 +266,22 @@ def generate(
               quantize=quantize, seed=seed, num_frames=num_frames, steps=steps, sampler=sampler, time_grid=time_grid,
               guidance=guidance, direction_guidance=direction_guidance, labels=label or None, height=height,
               width=width, attributes=dict(speed=speed, brightness=brightness, motion_amount=motion_amount),
-              **steering)
+              negative_prompt=negative_prompt, **steering)
 
 
 def _steering(prompt, trajectory: Path | None, trajectory_guidance: float | None, physics_guidance: float,
               physics_projection: float) -> dict:
     """The pipeline's trajectory and physics options that are on, the trajectory file read and bound to the prompt
     (kinema.control.binding) before any model loads."""
-    from kinema.control.binding import bind_objects
-    from kinema.control.trajectory import load_trajectories
+    from kinema.control.binding import bound_trajectory
 
     steering = {name: value for name, value in (("physics_guidance", physics_guidance),
                                                  ("physics_projection", physics_projection)) if value}
     if trajectory_guidance is not None:
         steering["trajectory_guidance"] = trajectory_guidance
     if trajectory is not None:
-        steering["trajectory"] = load_trajectories(trajectory)
-        bind_objects(steering["trajectory"], prompt if isinstance(prompt, str) else " ".join(t for _, t in prompt))
+        steering["trajectory"] = bound_trajectory(trajectory, prompt if isinstance(prompt, str) else
+                                                  " ".join(text for _, text in prompt))
     return steering
 
 
@@ -405,16 +406,6 @@ def _model_spec(checkpoint: Path | None):
     return read_sampling_spec(*read_config(shipped_model() if checkpoint is None else checkpoint))
 
 
-def _read_fitted(path: Path, spec, notes: list[str]):
-    """(clip [C, T, H, W] brought to the model's channels and size, noting in `notes` if resized; its fps) of an
-    image or video file."""
-    from kinema.pipelines.tasks import fit
-    from kinema.video import read_video
-
-    clip, fps = read_video(path)
-    return fit(clip, spec.channels, spec.height, spec.width, str(path), notes.append), fps
-
-
 TASK_OPTIONS = {  # options every frame task takes: name -> (type, option)
     "output": (Path, typer.Option(Path("kinema.mp4"), "--output", "-o", help="video file to write")),
     "prompt": (str, typer.Option("", "--prompt", "-p", help="what the video shows, e.g. 'a red ball bounces'")),
@@ -424,7 +415,8 @@ TASK_OPTIONS = {  # options every frame task takes: name -> (type, option)
                                            "given pixels by reconstruction guidance (0 = off; a backward pass per "
                                            "step)")),
     "seed": (int, SEED), "steps": (Optional[int], STEPS), "sampler": (Optional[str], SAMPLER),
-    "time_grid": (Optional[str], TIME_GRID), "guidance": (Optional[float], GUIDANCE), "format": (Optional[str], FORMAT),
+    "time_grid": (Optional[str], TIME_GRID), "guidance": (Optional[float], GUIDANCE),
+    "negative_prompt": (str, NEGATIVE), "format": (Optional[str], FORMAT),
     "sheet": (Optional[Path], SHEET), "scale": (int, SCALE), "fps": (Optional[float], FPS), "device": (str, DEVICE),
     "quantize": (Optional[str], QUANTIZE),
 }
@@ -447,20 +439,20 @@ def task_command(command):
     return wrapper
 
 
-def _run_task(options: dict, known, notes: list[str], fps: float | None = None, **task) -> None:
-    """Fill in the unknown pixels of `known` with the model (kinema.pipelines.tasks.complete; `task`: its options)
-    and write the video at --fps, else `fps`, else the model's; the `notes` on the inputs are printed once every
-    option is accepted."""
+def _run_task(options: dict, inputs) -> None:
+    """Fill in the unknown pixels of a frame task's inputs (kinema.pipelines.task_inputs) with the model
+    (kinema.pipelines.tasks.complete) and write the video at --fps, else the inputs' fps, else the model's; the notes
+    on the inputs are printed once every option is accepted."""
     from kinema.pipelines.tasks import complete
 
     def run(pipe, prompts, **sampling):
-        for note in notes:
+        for note in inputs.notes:
             typer.echo(f"note: {note}", err=True)
-        return complete(pipe, prompts, known, **task, **sampling)
+        return complete(pipe, prompts, inputs.known, **inputs.options, **sampling)
 
     o = dict(options)
     _generate(o.pop("checkpoint"), [o.pop("prompt")], o.pop("output"), o.pop("format"), o.pop("sheet"),
-              o.pop("scale"), o.pop("fps") or fps, o.pop("device"), task=run, **o)
+              o.pop("scale"), o.pop("fps") or inputs.fps, o.pop("device"), task=run, **o)
 
 
 @app.command()
@@ -477,23 +469,15 @@ def animate(
     num_frames: Optional[int] = FRAMES, options: dict = None,
 ):
     """Animate an image, or join keyframes, into a video (the given frames come out unchanged)."""
-    from kinema.pipelines.tasks import animation
+    from kinema.pipelines.task_inputs import animate_inputs
 
-    spec = _model_spec(options["checkpoint"])
     paths = {} if image is None else {-1 if last else 0: image}
     for item in keyframe or []:
         index, _, path = item.partition(":")
         if not path or not re.fullmatch(r"\s*-?\d+\s*", index):
             raise KinemaError(f"--keyframe must be INDEX:IMAGE, e.g. 0:a.png, got '{item}'")
         paths[int(index)] = Path(path)
-    if not paths:
-        raise KinemaError("animate needs an image, or --keyframe INDEX:IMAGE (repeatable)")
-    if num_frames is not None and num_frames < 1:
-        raise KinemaError(f"--num-frames must be at least 1, got {num_frames}")
-    notes = []
-    frames = {index: _read_fitted(path, spec, notes)[0][:, 0] for index, path in paths.items()}
-    _run_task(options, animation(frames, spec.num_frames if num_frames is None else num_frames), notes,
-              motion_strength=motion_strength)
+    _run_task(options, animate_inputs(_model_spec(options["checkpoint"]), paths, num_frames, motion_strength))
 
 
 @app.command()
@@ -508,19 +492,9 @@ def predict(
     options: dict = None,
 ):
     """Continue a video from its last frames; the output holds those frames, unchanged, then the new ones."""
-    from kinema.pipelines.tasks import prediction
+    from kinema.pipelines.task_inputs import predict_inputs
 
-    spec = _model_spec(options["checkpoint"])
-    context = spec.num_frames // 2 if context is None else context
-    if not 1 <= context < spec.num_frames:
-        raise KinemaError(f"--context must be 1..{spec.num_frames - 1} (the model makes {spec.num_frames} frames at "
-                          f"a time), got {context}")
-    frames = spec.num_frames - context if frames is None else frames
-    if frames < 1:
-        raise KinemaError(f"--frames must be at least 1, got {frames}")
-    notes = []
-    video, fps = _read_fitted(clip, spec, notes)
-    _run_task(options, prediction(video, frames, context), notes, fps, overlap=min(context, video.shape[1]))
+    _run_task(options, predict_inputs(_model_spec(options["checkpoint"]), clip, frames, context))
 
 
 @app.command()
@@ -533,13 +507,9 @@ def interpolate(
     options: dict = None,
 ):
     """Make in-between frames (frame-rate up-conversion); the given frames come out unchanged."""
-    from kinema.pipelines.tasks import interpolation
+    from kinema.pipelines.task_inputs import interpolate_inputs
 
-    if factor < 2:
-        raise KinemaError(f"--factor must be at least 2, got {factor}")
-    notes = []
-    video, fps = _read_fitted(clip, _model_spec(options["checkpoint"]), notes)
-    _run_task(options, interpolation(video, factor), notes, fps * factor)
+    _run_task(options, interpolate_inputs(_model_spec(options["checkpoint"]), clip, factor))
 
 
 @app.command()
@@ -557,19 +527,11 @@ def inpaint(
     options: dict = None,
 ):
     """Fill a hole in a video (--mask or --box) or grow its canvas (--pad); the known pixels stay as they were."""
-    from kinema.pipelines.tasks import box_hole, fit, fit_hole, inpainting, outpainting, read_mask
-    from kinema.video import read_video
+    from kinema.pipelines.task_inputs import inpaint_inputs
 
-    if sum(given is not None for given in (mask, box, pad)) != 1:
-        raise KinemaError("inpaint takes one of --mask, --box and --pad")
-    spec, notes = _model_spec(options["checkpoint"]), []
     pads = None if pad is None else _numbers("--pad", pad, (4,))
-    raw, fps = read_video(clip)
-    hole = None if mask is None else read_mask(mask, raw)
-    hole = box_hole(_numbers("--box", box, (4, 6)), *raw.shape[1:]) if box is not None else hole
-    video = fit(raw, spec.channels, spec.height, spec.width, str(clip), notes.append)
-    known = outpainting(video, pads) if pads is not None else inpainting(video, fit_hole(hole, spec.height, spec.width))
-    _run_task(options, known, notes, fps)
+    boxes = None if box is None else _numbers("--box", box, (4, 6))
+    _run_task(options, inpaint_inputs(_model_spec(options["checkpoint"]), clip, mask, boxes, pads))
 
 
 @app.command()
@@ -586,14 +548,9 @@ def edit(
     options: dict = None,
 ):
     """Edit a video with a prompt (SDEdit, or from its DDIM inversion): keep its motion, change what it shows."""
-    from kinema.pipelines.tasks import editing
+    from kinema.pipelines.task_inputs import edit_inputs
 
-    if not 0 <= strength <= 1:
-        raise KinemaError(f"--strength must be in [0, 1] (0 returns the video, 1 samples afresh), got {strength}")
-    notes = []
-    video, fps = _read_fitted(clip, _model_spec(options["checkpoint"]), notes)
-    _run_task({**options, "prompt": prompt}, editing(video), notes, fps, init_video=video[None], strength=strength,
-              source_prompt=source)
+    _run_task({**options, "prompt": prompt}, edit_inputs(_model_spec(options["checkpoint"]), clip, strength, source))
 
 
 RESUME = typer.Option(False, "--resume", help="continue from the newest checkpoint in train.output_dir")
@@ -714,6 +671,35 @@ def trajectory(
         typer.echo(line)
     if plot is not None:
         typer.echo(f"wrote {plot_trajectories(paths, plot, size)}")
+
+
+@app.command()
+@user_errors
+def studio(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to serve on (0.0.0.0: every network interface)"),
+    port: int = typer.Option(7860, "--port", help="port to serve on (0: a free one)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="model or checkpoint directory to start with "
+                                         "(default: the models Kinema ships)"),
+    gallery: Path = typer.Option(Path("kinema-gallery"), "--gallery", help="folder that keeps every result with its "
+                                 "settings and command"),
+    device: str = DEVICE,
+):
+    """Start Kinema Studio: a local web page to generate, animate, draw paths and keep a gallery (offline)."""
+    import socket
+
+    try:
+        from kinema.studio.app import launch
+    except ImportError as error:
+        raise KinemaError(f"kinema studio needs the studio extra ({error.name} is missing): pip install "
+                          f"'kinema[studio]'")
+    if not 0 <= port < 65536:
+        raise KinemaError(f"--port must be 0..65535, got {port}")
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    gallery.mkdir(parents=True, exist_ok=True)
+    launch(None if model is None else str(model), gallery, host, port, _device(device))
 
 
 @app.command()

@@ -9,8 +9,9 @@ BALL_COLORS name, from the file or the description) is how guidance finds it in 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from kinema.control.trajectory import TrajectorySpec
+from kinema.control.trajectory import TrajectorySpec, load_trajectories
 from kinema.data.physics_balls import BALL_COLORS
 from kinema.errors import KinemaError
 
@@ -38,6 +39,13 @@ def bind_objects(spec: TrajectorySpec, prompt: str) -> list[str | None]:
         raise KinemaError(f"trajectory objects {same} cannot be told apart in the video: give each of several "
                           f"objects its own colour ({', '.join(BALL_COLORS)})")
     return colours
+
+
+def bound_trajectory(path: str | Path, prompt: str) -> TrajectorySpec:
+    """A trajectory file's paths (kinema.control.trajectory), checked to be named in `prompt` by `bind_objects`."""
+    spec = load_trajectories(path)
+    bind_objects(spec, prompt)
+    return spec
 
 
 def prompt_colours(prompt: str) -> list[str | None]:

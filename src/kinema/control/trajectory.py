@@ -139,6 +139,12 @@ def read_trajectory_file(path: str | Path) -> TrajectoryFile:
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise KinemaError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
                           f"{' '.join(str(error).split())}")
+    return trajectory_from_data(data, path)
+
+
+def trajectory_from_data(data, path: str | Path) -> TrajectoryFile:
+    """Check the parsed contents of a trajectory file (`path` names it in errors) and make its curves."""
+    path = Path(path)
     if not isinstance(data, dict):
         raise KinemaError(f"{path}: expected a mapping with keys size, num_frames, objects")
     _check_keys(path, data, "", TOP_KEYS, {"size", "num_frames", "objects"})
