@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 
 import numpy as np
 import pytest
@@ -206,3 +207,9 @@ def test_kinema_studio_refuses_a_missing_model_in_one_line(tmp_path):
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "nowhere" in result.output
     result = CliRunner().invoke(app, ["studio", "--port", "70000"])
     assert result.exit_code == 2 and "--port" in result.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["studio", "--port", str(port), "--gallery", str(tmp_path)])
+    assert result.exit_code == 2 and f"127.0.0.1:{port}" in result.output and result.output.count("\n") == 1

@@ -15,7 +15,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import av
+import numpy as np
 import pytest
+from PIL import Image
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("KINEMA_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -131,9 +133,12 @@ def test_clicking_points_on_the_canvas_draws_the_path_the_server_generates_with(
     for index, (fx, fy) in enumerate(clicks):
         page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
         page.wait_for_function("n => document.querySelector('#trajectory-json').innerText.split('[').length - 1 >= n",
-                               arg=2 + index + 1, timeout=5000)  # '[' of objects, of points, of each point
+                               arg=2 + index + 1)  # '[' of objects, of points, of each point
     page.shot("path")
     assert "the red ball: min_acceleration" in page.locator("#path-status").inner_text()
+    with page.expect_download() as download:
+        page.locator("#trajectory-download").click()
+    downloaded = json.loads(Path(download.value.path()).read_text())
     page.locator("#prompt textarea").fill(PROMPT)
     page.locator("#generate-motion").click()
     _result_video(page, tmp_path)
@@ -147,12 +152,15 @@ def test_clicking_points_on_the_canvas_draws_the_path_the_server_generates_with(
     for (x, y), (ex, ey) in zip(ball["points"], expected):
         assert abs(x - ex) < 0.15 and abs(y - ey) < 0.15
     assert "--trajectory trajectory.json" in json.loads((newest / "settings.json").read_text())["command"]
+    assert downloaded == received  # the file a user downloads is the one generation used
 
 
 def test_a_bad_upload_shows_an_error_and_the_page_keeps_working(page, server, tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"this is not a video")
     before = _entries(server[1])
+    _generate(page, "")
+    page.locator(".toast-body", has_text="needs a prompt").wait_for()
     page.get_by_role("tab", name="Frames as conditions").click()
     page.get_by_label("interpolate a video").check()
     page.locator("#clip input[type=file]").set_input_files(str(bad))
@@ -177,3 +185,60 @@ def test_a_reloaded_page_lists_the_gallery_entry_and_shows_its_command(page, ser
     page.locator("#gallery button", has_text="a green ball bounces").first.click()
     page.wait_for_function("() => document.querySelector('#settings').innerText.includes('a green ball bounces')")
     assert "kinema generate 'a green ball bounces'" in page.locator("#settings").inner_text()
+
+
+def test_a_long_video_shows_its_frames_and_an_animated_image_comes_back_as_a_video(page, server, tmp_path):
+    page.locator("#frames input").fill("7")  # more than the tiny model's 4: window by window, streamed
+    _generate(page)
+    seen = _result_video(page, tmp_path)
+    page.shot("long")
+    assert _frame_count(seen) == 7 and page.locator("#streamed img").count() == 7
+    image = tmp_path / "still.png"
+    Image.fromarray(np.full((24, 24, 3), (200, 30, 30), np.uint8)).save(image)
+    page.get_by_role("tab", name="Frames as conditions").click()
+    page.locator("#image input[type=file]").set_input_files(str(image))
+    page.locator("#run-task").click()
+    seen = _result_video(page, tmp_path, before=page.locator("#result video").get_attribute("src"))
+    page.shot("animated")
+    assert _frame_count(seen) == 4
+    command = json.loads((_entries(server[1])[-1] / "settings.json").read_text())["command"]
+    assert command.startswith("kinema animate image.png ")
+
+
+def test_a_trajectory_file_outside_the_frame_is_refused_and_a_good_one_is_drawn(page, server, tmp_path):
+    page.get_by_role("tab", name="Motion control").click()
+    bad, good = tmp_path / "outside.json", tmp_path / "arc.json"
+    ball = {"description": "the red ball", "radius": 2, "curve": "linear"}
+    bad.write_text(json.dumps({"size": 16, "num_frames": 4, "objects": [{**ball, "points": [[2, 2], [30, 8]]}]}))
+    good.write_text(json.dumps({"size": 16, "num_frames": 4, "objects": [{**ball, "points": [[2, 2], [14, 8]]}]}))
+
+    def upload(path):
+        with page.expect_file_chooser() as chooser:
+            page.locator("#trajectory-upload").click()
+        chooser.value.set_files(str(path))
+
+    upload(bad)
+    toast = page.locator(".toast-body").first
+    toast.wait_for()
+    page.shot("refused")
+    assert "objects[0].points" in toast.inner_text() and "outside.json" in toast.inner_text()
+    page.locator("#clear").click()  # the page still answers
+    upload(good)
+    page.wait_for_function("() => document.querySelector('#trajectory-json').innerText.includes('[14, 8]')")
+    page.shot("loaded")
+    assert "the red ball: linear" in page.locator("#path-status").inner_text()
+
+
+def test_loading_another_model_shows_what_it_reads_and_offers_its_knobs(page, server):
+    page.get_by_role("tab", name="Motion control").click()
+    assert not page.locator("#knobs-on").is_visible()  # the tiny model has no knobs
+    page.locator("#model textarea").fill("shipped")
+    page.locator("#load-model").click()
+    page.wait_for_function("() => document.querySelector('#model-card').innerText.includes('8 frames of 32x32')")
+    page.shot("shipped")
+    assert page.locator("#knobs-on").is_visible() and page.locator("#knob-speed").is_visible()
+    assert not page.locator("#knob-motion_amount").is_visible()  # the shipped models have no such knob
+    page.locator("#model textarea").fill("no/such/model")
+    page.locator("#load-model").click()
+    page.locator(".toast-body", has_text="no/such/model").wait_for()
+    assert "8 frames of 32x32" in page.locator("#model-card").inner_text()  # the last good model stays

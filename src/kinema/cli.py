@@ -694,10 +694,13 @@ def studio(
                           f"'kinema[studio]'")
     if not 0 <= port < 65536:
         raise KinemaError(f"--port must be 0..65535, got {port}")
-    if port == 0:
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
+    with socket.socket() as probe:  # a port in use or a bad address is named now, not by the web server
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise KinemaError(f"cannot serve on {host}:{port}: {error.strerror or error} (--port 0 picks a free "
+                              f"port)")
+        port = probe.getsockname()[1]
     gallery.mkdir(parents=True, exist_ok=True)
     launch(None if model is None else str(model), gallery, host, port, _device(device))
 

@@ -129,6 +129,11 @@ def load_trajectories(path: str | Path) -> TrajectorySpec:
 
 def read_trajectory_file(path: str | Path) -> TrajectoryFile:
     """Parse and check a trajectory file: one KinemaError naming the file and key on any problem."""
+    return trajectory_from_data(read_trajectory_data(path), path)
+
+
+def read_trajectory_data(path: str | Path):
+    """The parsed contents of a JSON or YAML trajectory file, unchecked (one KinemaError if unreadable)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -139,7 +144,7 @@ def read_trajectory_file(path: str | Path) -> TrajectoryFile:
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise KinemaError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
                           f"{' '.join(str(error).split())}")
-    return trajectory_from_data(data, path)
+    return data
 
 
 def trajectory_from_data(data, path: str | Path) -> TrajectoryFile:

@@ -19,7 +19,7 @@ from PIL import Image
 from kinema.control.camera import MOVES
 from kinema.control.curves import CURVES, SPEED_PROFILES
 from kinema.control.plot import describe_paths
-from kinema.control.trajectory import read_trajectory_file
+from kinema.control.trajectory import read_trajectory_data, trajectory_from_data
 from kinema.data.physics_balls import BALL_COLORS
 from kinema.diffusion import SAMPLERS
 from kinema.errors import KinemaError
@@ -97,7 +97,8 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
     card = pipelines.card(model)
 
     def execute(job: Job, staging: Path):
-        """Run a job in its staging folder; yield (frames so far, None) while it streams, then the entry."""
+        """Run a job in its staging folder and save its result there; while a long video streams, yield the frames
+        finished so far after each one."""
         began, frames = time.perf_counter(), []
         for item in run(job, pipelines, staging):
             if isinstance(item, Finished):
@@ -108,7 +109,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
 
     def submit(make_job):
         """Stage, run and keep a job; stream its frames; errors become a message in the page, the gallery intact."""
-        staging = None
+        staging, frames = None, []
         try:
             with shelf.new_entry() as (staging, name):
                 job = make_job(staging)
@@ -120,7 +121,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
             message = str(error) if isinstance(error, KinemaError) else \
                 f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
             raise gr.Error(" ".join(message.replace(f"{staging}/", "").split()))
-        yield (str(entry.video), gr.update(visible=False), [str(p) for p in entry.downloads], entry.describe(),
+        yield (str(entry.video), gr.update(visible=bool(frames)), [str(p) for p in entry.downloads], entry.describe(),
                _gallery_items(shelf))
 
     with gr.Blocks(title="Kinema Studio", analytics_enabled=False) as app:
@@ -187,8 +188,8 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                                 with gr.Row():
                                     undo = gr.Button("Undo point", elem_id="undo")
                                     clear = gr.Button("Clear paths", elem_id="clear")
-                                trajectory_upload = gr.File(label="load a trajectory file", file_types=[".json",
-                                                            ".yaml", ".yml"], elem_id="trajectory-upload")
+                                trajectory_upload = gr.UploadButton("Load a trajectory file", file_types=[
+                                    ".json", ".yaml", ".yml"], elem_id="trajectory-upload")
                                 trajectory_download = gr.DownloadButton("Download the trajectory file",
                                                                         elem_id="trajectory-download")
                                 trajectory_guidance = gr.Number(1.0, label="trajectory guidance (0: the map "
@@ -330,13 +331,13 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                     drawn)
 
         def load_trajectory(file):
-            if not file:
-                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
             try:
-                read_trajectory_file(file)
-                data = _editable(Path(file))
+                data = read_trajectory_data(file)
+                curves = trajectory_from_data(data, file)
             except KinemaError as error:
                 raise gr.Error(" ".join(str(error).replace(str(Path(file).parent) + "/", "").split()))
+            for obj, parsed in zip(data["objects"], curves.objects):  # the canvas draws each in its colour
+                obj["colour"] = parsed.colour
             return redraw(data)
 
         trajectory_upload.upload(load_trajectory, trajectory_upload, drawn)
@@ -392,17 +393,6 @@ def _pad(text: str) -> list[int]:
     if len(parts) != 4 or not all(part.isdigit() for part in parts):
         raise KinemaError(f"grow the canvas by four whole numbers left,top,right,bottom, got '{text}'")
     return [int(part) for part in parts]
-
-
-def _editable(path: Path) -> dict:
-    """A trajectory file's contents as the canvas edits them (objects with points, curve, speed, radius)."""
-    import yaml
-
-    text = path.read_text()
-    data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    for obj in data["objects"]:
-        obj.setdefault("colour", next((c for c in BALL_COLORS if c in obj["description"].split()), None))
-    return data
 
 
 def launch(model: str | None, gallery: str | Path, host: str, port: int, device: str) -> None:
