@@ -161,11 +161,17 @@ def test_clicks_become_trajectory_points_and_the_curve_is_drawn_in_the_balls_col
     assert [o.description for o in curves.objects] == ["the red ball"]  # blue has one point: not a path yet
     positions = curves.spec().objects[0].positions
     assert positions[0].tolist() == [4, 16] and positions[-1].tolist() == [28, 16]
+    assert canvas.remove_last_point(data, "blue")["objects"] == data["objects"][:1]
+    assert canvas.remove_last_point(data, "red")["objects"][0]["points"] == [[4, 16]]
     image = canvas.draw(data)
     assert image.shape == (320, 320, 3)
     red = image[160, 100:220]  # along the drawn line y = 16 px of the frame
     assert ((red[:, 0] > 200) & (red[:, 1] < 80)).mean() > 0.6
     assert (image[:, :, :] == canvas.BACKGROUND).all(axis=-1).mean() > 0.8  # nothing else painted
+    frame = np.zeros((32, 32, 3), np.uint8)
+    frame[:16] = (0, 200, 0)  # a first frame, green above
+    on_frame = canvas.draw(data, frame)
+    assert (on_frame[40, 5] == (0, 200, 0)).all() and (on_frame[300, 5] == 0).all()
 
 
 def test_jobs_refuse_what_their_command_would_refuse(model):

@@ -153,6 +153,10 @@ def test_clicking_points_on_the_canvas_draws_the_path_the_server_generates_with(
         assert abs(x - ex) < 0.15 and abs(y - ey) < 0.15
     assert "--trajectory trajectory.json" in json.loads((newest / "settings.json").read_text())["command"]
     assert downloaded == received  # the file a user downloads is the one generation used
+    drawn = page.locator("#canvas img").get_attribute("src")
+    page.locator("#on-result").click()  # the result's first frame under the paths
+    page.wait_for_function("drawn => document.querySelector('#canvas img').src !== drawn", arg=drawn)
+    page.shot("on-result")
 
 
 def test_a_bad_upload_shows_an_error_and_the_page_keeps_working(page, server, tmp_path):

@@ -127,6 +127,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
     with gr.Blocks(title="Kinema Studio", analytics_enabled=False) as app:
         model_state = gr.State(model)
         trajectory = gr.State(canvas.empty_trajectory(card.width, card.num_frames))
+        background = gr.State(None)  # the canvas's first frame (None: a dark one)
         gr.Markdown("# Kinema Studio\nGenerate and control video with Kinema's models, on this machine.")
         with gr.Row():
             model_box = gr.Textbox(model or SHIPPED, label="model (a model or checkpoint directory; 'shipped' for "
@@ -188,6 +189,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                                 with gr.Row():
                                     undo = gr.Button("Undo point", elem_id="undo")
                                     clear = gr.Button("Clear paths", elem_id="clear")
+                                on_result = gr.Button("Draw on the result's first frame", elem_id="on-result")
                                 trajectory_upload = gr.UploadButton("Load a trajectory file", file_types=[
                                     ".json", ".yaml", ".yml"], elem_id="trajectory-upload")
                                 trajectory_download = gr.DownloadButton("Download the trajectory file",
@@ -217,7 +219,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                 settings = gr.Markdown("", elem_id="settings")
         gr.Markdown("## Gallery")
         gallery_view = gr.Gallery(label=f"results kept in {shelf.folder.resolve()}", columns=6, height=260,
-                             object_fit="contain", elem_id="gallery", allow_preview=False)
+                                  object_fit="contain", elem_id="gallery", allow_preview=False)
         outputs = [video, streamed, downloads, settings, gallery_view]
 
         # -- model choice: show what it was trained for, hide what it cannot use
@@ -299,7 +301,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                                     factor, new_frames, pad, strength, source], outputs)
 
         # -- motion control: paths drawn by clicking, camera moves, knobs
-        def redraw(data):
+        def redraw(data, first_frame):
             try:
                 status = "; ".join(describe_paths(canvas.checked(data)))
             except KinemaError as error:
@@ -307,30 +309,31 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
             path = shelf.folder / ".drafts" / TRAJECTORY_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(canvas.complete_objects(data), indent=2) + "\n")
-            return data, canvas.draw(data), status, json.dumps(data), gr.update(value=str(path))
+            return data, canvas.draw(data, first_frame), status, json.dumps(data), gr.update(value=str(path))
 
         drawn = [trajectory, drawing, path_status, trajectory_json, trajectory_download]
 
-        def click(data, colour_value, curve_value, speed_value, radius_value, event: gr.SelectData):
+        def click(data, first_frame, colour_value, curve_value, speed_value, radius_value, event: gr.SelectData):
             x, y = canvas.canvas_point(*event.index, data["size"])
             return redraw(canvas.add_point(data, colour_value, x, y, curve=curve_value, speed=speed_value,
-                                           radius=radius_value))
+                                           radius=radius_value), first_frame)
 
-        drawing.select(click, [trajectory, colour, curve, speed_profile, radius], drawn, trigger_mode="multiple")
+        drawing.select(click, [trajectory, background, colour, curve, speed_profile, radius], drawn,
+                       trigger_mode="multiple")
+        undo.click(lambda data, first, colour_value: redraw(canvas.remove_last_point(data, colour_value), first),
+                   [trajectory, background, colour], drawn)
+        clear.click(lambda data, first: redraw(canvas.empty_trajectory(data["size"], data["num_frames"]), first),
+                    [trajectory, background], drawn)
 
-        def undo_point(data, colour_value):
-            data = json.loads(json.dumps(data))
-            for obj in data["objects"]:
-                if obj["colour"] == colour_value and obj["points"]:
-                    obj["points"].pop()
-            data["objects"] = [o for o in data["objects"] if o["points"]]
-            return redraw(data)
+        def draw_on_result(video_path, data):
+            first = _first_frame(video_path, canvas.CANVAS_SIDE)
+            if first is None:
+                raise gr.Error("make or pick a result first: its first frame becomes the canvas")
+            return (first, *redraw(data, first))
 
-        undo.click(undo_point, [trajectory, colour], drawn)
-        clear.click(lambda data: redraw(canvas.empty_trajectory(data["size"], data["num_frames"])), trajectory,
-                    drawn)
+        on_result.click(draw_on_result, [video, trajectory], [background, *drawn])
 
-        def load_trajectory(file):
+        def load_trajectory(file, first_frame):
             try:
                 data = read_trajectory_data(file)
                 curves = trajectory_from_data(data, file)
@@ -338,9 +341,9 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                 raise gr.Error(" ".join(str(error).replace(str(Path(file).parent) + "/", "").split()))
             for obj, parsed in zip(data["objects"], curves.objects):  # the canvas draws each in its colour
                 obj["colour"] = parsed.colour
-            return redraw(data)
+            return redraw(data, first_frame)
 
-        trajectory_upload.upload(load_trajectory, trajectory_upload, drawn)
+        trajectory_upload.upload(load_trajectory, [trajectory_upload, background], drawn)
         preset.change(lambda value: value, preset, camera)
 
         def motion(model_dir, text, negative_text, seed_value, steps_value, sampler_value, guidance_value, data,

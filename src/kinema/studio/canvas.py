@@ -39,6 +39,16 @@ def add_point(data: dict, colour: str, x: float, y: float, *, curve: str, speed:
     return data
 
 
+def remove_last_point(data: dict, colour: str) -> dict:
+    """`data` without the last point of "the {colour} ball" (and without that object once it has none)."""
+    data = copy.deepcopy(data)
+    for obj in data["objects"]:
+        if obj.get("colour") == colour and obj["points"]:
+            obj["points"].pop()
+    data["objects"] = [o for o in data["objects"] if o["points"]]
+    return data
+
+
 def complete_objects(data: dict) -> dict:
     """`data` without the objects that have fewer than two points (not a path yet)."""
     return {**data, "objects": [o for o in data["objects"] if len(o.get("points", [])) >= 2]}
