@@ -75,7 +75,7 @@ def page(browser, server, request):
     page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).hostname not in (
         "127.0.0.1", "localhost", None) and not r.url.startswith(("data:", "blob:")) else None)
     page.goto(server[0])
-    page.wait_for_selector("#generate")
+    page.wait_for_function("() => /\\d+ results kept in/.test(document.querySelector('#gallery')?.innerText)")
     page.shot = lambda step: page.screenshot(path=ARTIFACTS / f"{request.node.name}-{step}.png", full_page=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield page

@@ -122,7 +122,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                 f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
             raise gr.Error(" ".join(message.replace(f"{staging}/", "").split()))
         yield (str(entry.video), gr.update(visible=bool(frames)), [str(p) for p in entry.downloads], entry.describe(),
-               _gallery_items(shelf))
+               _gallery(shelf))
 
     with gr.Blocks(title="Kinema Studio", analytics_enabled=False) as app:
         model_state = gr.State(model)
@@ -218,7 +218,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                                     interactive=False, elem_id="downloads")
                 settings = gr.Markdown("", elem_id="settings")
         gr.Markdown("## Gallery")
-        gallery_view = gr.Gallery(label=f"results kept in {shelf.folder.resolve()}", columns=6, height=260,
+        gallery_view = gr.Gallery(label=f"the gallery in {shelf.folder.resolve()}", columns=6, height=260,
                                   object_fit="contain", elem_id="gallery", allow_preview=False)
         outputs = [video, streamed, downloads, settings, gallery_view]
 
@@ -372,7 +372,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                                        trajectory_guidance, knobs_on, *knobs.values()], outputs)
 
         # -- the gallery: listed on every page load; a click shows the entry
-        app.load(lambda: _gallery_items(shelf), None, gallery_view)
+        app.load(lambda: _gallery(shelf), None, gallery_view)
 
         def show_entry(event: gr.SelectData):
             caption = (event.value or {}).get("caption") or ""
@@ -385,9 +385,11 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
     return app
 
 
-def _gallery_items(shelf: Gallery) -> list[tuple[str, str]]:
-    """(contact sheet, caption) of every gallery entry, newest first."""
-    return [(str(entry.downloads[-1]), entry.caption) for entry in shelf.entries()]
+def _gallery(shelf: Gallery):
+    """The gallery view: (contact sheet, caption) of every entry, newest first, under a label that counts them."""
+    entries = shelf.entries()
+    return gr.update(value=[(str(entry.downloads[-1]), entry.caption) for entry in entries],
+                     label=f"{len(entries)} results kept in {shelf.folder.resolve()}")
 
 
 def _pad(text: str) -> list[int]:
