@@ -45,14 +45,17 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
     """`kinema studio --port 0` serving the tiny model; (its address, its gallery folder)."""
-    gallery = tmp_path_factory.mktemp("studio") / "gallery"
-    process = subprocess.Popen([sys.executable, "-m", "kinema.cli", "studio", "--model", str(tiny_model), "--port",
-                                "0", "--gallery", str(gallery), "--device", "cpu"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
-    line = process.stdout.readline()
-    found = re.search(r"at (http://\S+?)/? ", line)
-    assert found, f"kinema studio printed {line!r}"
+    folder = tmp_path_factory.mktemp("studio")
+    gallery, log = folder / "gallery", folder / "server.log"
+    with open(log, "w") as output:  # a file, not a pipe: a full pipe would stall the server's progress bars
+        process = subprocess.Popen([sys.executable, "-m", "kinema.cli", "studio", "--model", str(tiny_model),
+                                    "--port", "0", "--gallery", str(gallery), "--device", "cpu"],
+                                   stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (found := re.search(r"at (http://\S+?)/? ", log.read_text())) and process.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert found, f"kinema studio printed {log.read_text()!r}"
     yield found.group(1), gallery
     process.terminate()
     process.wait(timeout=30)
@@ -126,14 +129,16 @@ def test_typing_a_prompt_and_generating_plays_a_video_of_the_models_frames(page,
 
 def test_clicking_points_on_the_canvas_draws_the_path_the_server_generates_with(page, server, tmp_path):
     page.get_by_role("tab", name="Motion control").click()
-    canvas = page.locator("#canvas img")
-    canvas.wait_for()
-    box = canvas.bounding_box()
+    shown = ("() => { const i = document.querySelector('#canvas img');"  # the canvas image loaded: clicks count
+             " return i && i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 100; }")
+    page.wait_for_function(shown)
+    box = page.locator("#canvas img").bounding_box()
     clicks = [(0.2, 0.3), (0.5, 0.7), (0.8, 0.4)]
     for index, (fx, fy) in enumerate(clicks):
         page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
         page.wait_for_function("n => document.querySelector('#trajectory-json').innerText.split('[').length - 1 >= n",
                                arg=2 + index + 1)  # '[' of objects, of points, of each point
+        page.wait_for_function(shown)  # the redrawn canvas, as a user sees it before clicking again
     page.shot("path")
     assert "the red ball: min_acceleration" in page.locator("#path-status").inner_text()
     with page.expect_download() as download:

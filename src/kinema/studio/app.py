@@ -319,7 +319,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                                            radius=radius_value), first_frame)
 
         drawing.select(click, [trajectory, background, colour, curve, speed_profile, radius], drawn,
-                       trigger_mode="multiple")
+                       trigger_mode="multiple", show_progress="hidden")  # no overlay to swallow the next click
         undo.click(lambda data, first, colour_value: redraw(canvas.remove_last_point(data, colour_value), first),
                    [trajectory, background, colour], drawn)
         clear.click(lambda data, first: redraw(canvas.empty_trajectory(data["size"], data["num_frames"]), first),
