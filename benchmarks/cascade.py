@@ -19,7 +19,7 @@ against single models, in quality and seconds per video. Prints tables, writes J
    as the simulator; the issue's "smoothness"); seconds per video of each stage (batched, divided by the videos).
 
     python benchmarks/cascade.py                          # shipped stages (with a shipped SR stage), one thread
-    python benchmarks/cascade.py --sr runs/cascade_sr/checkpoints/step_0001001 --clips 8   # a trained SR stage
+    python benchmarks/cascade.py --sr runs/cascade_sr/checkpoints/step_0001363 --clips 8   # a trained SR stage
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ class DiffusionConfig:
     shift: float = above(0, 1.0)       # resolution shift of the schedule (1 = none)
     prediction: str = "v"              # eps | v | x0 | flow
     per_frame_noise: bool = False      # independent noise level per frame (diffusion forcing)
+    residual_of: str = ""              # a control map, e.g. low_res_x2: diffuse clip - its clean map (SR3 residual)
 
 
 @dataclass
@@ -253,6 +254,10 @@ def _check_choices(config: Config) -> None:
     if config.diffusion.prediction not in PREDICTIONS:
         raise KinemaError(f"config key 'diffusion.prediction': unknown '{config.diffusion.prediction}' "
                           f"(choose from {', '.join(PREDICTIONS)})")
+    residual, controls = config.diffusion.residual_of, tuple(getattr(config.model, "controls", ()))
+    if residual and (residual not in controls or config.autoencoder):
+        raise KinemaError(f"config key 'diffusion.residual_of': '{residual}' must be one of the pixel model's "
+                          f"model.controls ({', '.join(controls) or 'none'}), e.g. low_res_x2")
     if config.sample.sampler not in SAMPLERS:
         raise KinemaError(f"config key 'sample.sampler': unknown '{config.sample.sampler}' "
                           f"(choose from {', '.join(SAMPLERS)})")

@@ -82,6 +82,10 @@ def _sr_factor(pipe: TextToVideoPipeline) -> int:
         raise KinemaError(f"the super-resolution stage must read one low-res control (low_res_x2 or low_res_x4), it "
                           f"reads {', '.join(pipe.model.controls) or 'none'}: train it with "
                           f"model.controls=[low_res_x2] (configs/cascade_sr.yaml)")
+    residual = pipe.config.diffusion.residual_of
+    if residual and residual != names[0]:
+        raise KinemaError(f"the super-resolution stage diffuses the residual of '{residual}', not of its low-res "
+                          f"control {names[0]}: train it with diffusion.residual_of={names[0]}")
     return SR_CONTROLS[names[0]]
 
 
@@ -159,11 +163,13 @@ class CascadePipeline:
                  progress: bool) -> Tensor:
         """`video` [B, C, T, H, W] at the super-resolution stage's size: its control is the video upsampled
         (trilinear, as in training) plus `noise_aug` x Gaussian noise, its knob `noise_aug`; windows of the stage's
-        frames, each keeping the frames made before it (replacement)."""
+        frames, each keeping the frames made before it (replacement). A stage trained on residuals
+        (`diffusion.residual_of`, SR3 / Imagen Video) makes the video minus its upsampled input, added back here."""
         pipe, s = self.super_resolution, self.sr_factor
         b, c, frames, h, w = video.shape
-        low = F.interpolate(video.float(), size=(frames, h * s, w * s), mode="trilinear", align_corners=False)
-        low = low + noise_aug * torch.randn(low.shape, generator=torch.Generator().manual_seed(seed))
+        up = F.interpolate(video.float(), size=(frames, h * s, w * s), mode="trilinear", align_corners=False)
+        low = up + noise_aug * torch.randn(up.shape, generator=torch.Generator().manual_seed(seed))
+        base = up if pipe.config.diffusion.residual_of else torch.zeros_like(up)  # what the stage's output adds to
         size = min(pipe.spec.num_frames, frames)
         out = torch.zeros(b, c, frames, h * s, w * s)
         done = torch.zeros(frames, dtype=torch.bool)
@@ -172,11 +178,12 @@ class CascadePipeline:
             start, stop, _ = span
             mask = done[start:stop].view(1, 1, -1, 1, 1).expand(b, 1, -1, h * s, w * s)
             made = pipe(prompts, num_frames=stop - start, height=h * s, width=w * s, seed=seed + window, steps=steps,
-                        known=KnownPixels(out[:, :, start:stop], mask.clone()) if done[start:stop].any() else None,
+                        known=KnownPixels(out[:, :, start:stop] - base[:, :, start:stop], mask.clone())
+                        if done[start:stop].any() else None,
                         controls={name: low[:, :, start:stop] for name in pipe.model.controls if name in SR_CONTROLS},
                         attributes={"noise_aug": noise_aug} if "noise_aug" in pipe.model.attributes else None,
                         progress=progress)
-            out[:, :, start:stop], done[start:stop] = made, True
+            out[:, :, start:stop], done[start:stop] = made + base[:, :, start:stop], True
             window += 1
         return out
 

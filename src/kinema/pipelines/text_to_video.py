@@ -297,7 +297,9 @@ class TextToVideoPipeline:
 
         `controls` gives a model trained with control maps (`model.controls`: trajectory, camera, low_res_x2, ...)
         its maps, each [1 or B, channels, T, H, W] at the video's size; `attributes` its knobs ({"speed": 2.0, ...});
-        those not given read as "no control" (kinema.conditioning.controls).
+        those not given read as "no control" (kinema.conditioning.controls). A model trained on the residual over a
+        map (`diffusion.residual_of`, a cascade's super-resolution stage) needs that map and returns the video minus
+        it.
 
         `trajectory` (kinema.control.trajectory; rescaled to the video's size and frames) gives each object the prompt
         names a path, followed by reconstruction guidance with weight `trajectory_guidance` (default 1 with a
@@ -341,6 +343,11 @@ class TextToVideoPipeline:
         camera_guidance = _at_least("camera guidance", (0.0 if camera is None or "camera" in self.model.controls
                                                          else 1.0) if camera_guidance is None else camera_guidance, 0)
         controls = self._drawn_controls(controls, prompts, trajectory, camera, height, width)
+        residual = self.config.diffusion.residual_of
+        if residual and residual not in controls:
+            raise KinemaError(f"this model makes a video minus its '{residual}' map (a cascade stage trained with "
+                              f"diffusion.residual_of): run it with kinema cascade, or give controls={{'{residual}': "
+                              f"...}} and add the map back")
         shape = (len(prompts), spec.channels, frames, height, width)
         for name, given in (("known pixels", None if known is None else known.video), ("init video", init_video)):
             if given is not None and tuple(given.shape) != shape:

@@ -20,7 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from kinema.autoencoder.latent_space import LatentSpace
 from kinema.conditioning.conditioning import Conditioning
-from kinema.conditioning.controls import resized_control, training_controls
+from kinema.conditioning.controls import CONTROL_MAPS, resized_control, training_controls
 from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
 from kinema.config import Config
@@ -143,6 +143,13 @@ class DiffusionObjective:
         if controlled:
             video, cond.control, cond.attributes = training_controls(
                 denoiser.controls, denoiser.attributes, batch, video, generators, self.config.train.control_dropout)
+        residual = self.config.diffusion.residual_of
+        if residual:  # SR3 / Imagen Video: the model learns the clip minus its map, made before noise augmentation
+            base = CONTROL_MAPS[residual].from_batch(batch, video, {}).to(video)
+            if base.shape != video.shape:
+                raise KinemaError(f"config key 'diffusion.residual_of': map '{residual}' is {list(base.shape)}, the "
+                                  f"clips {list(video.shape)}: give a map with the video's channels (low_res_x2)")
+            video = video - base
         if self.latents is not None:
             video = self.latents.encode(video, generators)
         cond.control = resized_control(cond.control, video.shape[2:])
