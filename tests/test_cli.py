@@ -151,3 +151,6 @@ def test_unconditional_model_samples_without_text(tmp_path, tiny_config):
                "--scale", 1)
     assert code == 0, output
     assert read_video(tmp_path / "u_1.gif")[0].shape == (3, 4, 16, 16)
+    code, output = run("generate", "-c", model, "-o", tmp_path / "g.gif", "--steps", 2, "--scale", 1)  # no prompt
+    assert code == 0, output
+    assert read_video(tmp_path / "g.gif")[0].shape == (3, 4, 16, 16)

@@ -175,8 +175,6 @@ def test_clicks_become_trajectory_points_and_the_curve_is_drawn_in_the_balls_col
 
 
 def test_jobs_refuse_what_their_command_would_refuse(model):
-    with pytest.raises(KinemaError, match="needs a prompt"):
-        Job("generate", "  ", model)
     with pytest.raises(KinemaError, match="takes no option factor"):
         Job("generate", "a ball", model, options={"factor": 2})
     with pytest.raises(KinemaError, match="needs a video"):

@@ -169,7 +169,7 @@ def test_a_bad_upload_shows_an_error_and_the_page_keeps_working(page, server, tm
     bad.write_bytes(b"this is not a video")
     before = _entries(server[1])
     _generate(page, "")
-    page.locator(".toast-body", has_text="needs a prompt").wait_for()
+    page.locator(".toast-body", has_text="the prompt is empty").wait_for()
     page.get_by_role("tab", name="Frames as conditions").click()
     page.get_by_label("interpolate a video").check()
     page.locator("#clip input[type=file]").set_input_files(str(bad))

@@ -255,6 +255,8 @@ def generate(
 
     Longer than the model's frames, a video is made window by window at flat memory and written frame by frame."""
     long = dict(mode=long_mode, window=window, overlap=overlap, partitions=partitions)
+    if prompt is None and not prompt_at and not _model_spec(checkpoint).text_encoder:
+        prompt = ""  # a model without text needs none
     spec = _prompt_spec(prompt, prompt_at)
     steering = _steering(spec, trajectory, trajectory_guidance, physics_guidance, physics_projection)
     steering.update({name: value for name, value in (("camera", camera), ("camera_guidance", camera_guidance))

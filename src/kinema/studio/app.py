@@ -249,6 +249,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
             found = pipelines.card(model_dir)
 
             def make(staging):
+                _check_prompt(found, text)
                 return Job("generate", text or "", model_dir, options=dict(
                     num_frames=int(count) if count and int(count) != found.num_frames else None,
                     label=label_value or None,
@@ -351,6 +352,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
             found = pipelines.card(model_dir)
 
             def make(staging):
+                _check_prompt(found, text)
                 inputs, options = {}, _sampling(seed_value, steps_value, sampler_value, guidance_value,
                                                  negative_text)
                 if canvas.complete_objects(data)["objects"]:
@@ -390,6 +392,12 @@ def _gallery(shelf: Gallery):
     entries = shelf.entries()
     return gr.update(value=[(str(entry.downloads[-1]), entry.caption) for entry in entries],
                      label=f"{len(entries)} results kept in {shelf.folder.resolve()}")
+
+
+def _check_prompt(card: ModelCard, text: str | None) -> None:
+    """A model that reads text needs a prompt to make a video from."""
+    if card.text and not (text or "").strip():
+        raise KinemaError("the prompt is empty: say what the video shows")
 
 
 def _pad(text: str) -> list[int]:

@@ -50,9 +50,6 @@ class Job:
             raise KinemaError(f"kinema {self.task} takes no option {', '.join(unknown)}")
         self.options = {name: value for name, value in self.options.items()
                          if value is not None and value is not False and value != ""}
-        if self.task == "generate" or self.task == "edit":
-            if not self.prompt.strip():
-                raise KinemaError(f"{self.task} needs a prompt: say what the video shows")
         if self.task in POSITIONAL_FILE and POSITIONAL_FILE[self.task] not in self.inputs:
             raise KinemaError(f"{self.task} needs {'an image' if self.task == 'animate' else 'a video'}: upload one")
 
