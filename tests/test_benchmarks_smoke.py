@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +38,7 @@ def bench():
     try:
         yield SimpleNamespace(**{name: importlib.import_module(name)
                                  for name in ("model_timing", "peers", "unet_vs_diffusers", "mfu", "frame_tasks",
-                                              "long_video")})
+                                              "long_video", "studio")})
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -140,3 +142,41 @@ def test_long_video_tiny_run_measures_memory_speed_drift_and_anchored_colours(be
     assert len(report["drift"]) == 2 and all(isinstance(r["drift_free"], bool) for r in report["drift"])
     assert all(len(r["accuracy"]) == 2 for r in report["anchored"])
     assert set(report["summary"]) == {"window", "fifo"} and (tmp_path / "long.json").is_file()
+
+
+def test_camera_generation_tiny_run_scores_every_variant_and_guidance_pulls_toward_the_move(bench, tmp_path):
+    from kinema.config import Config
+    from kinema.data.camera import CameraMotionConfig
+
+    model = tiny_denoiser("video_unet", text_dim=0, controls=("camera",)).eval()
+    save_pretrained(tmp_path / "model", model, Config("video_unet", model.config, "camera",
+                                                      CameraMotionConfig(num_frames=4, size=16)))
+    camera_generation = importlib.import_module("camera_generation")
+    results = camera_generation.main(["--model", str(tmp_path / "model"), "--moves", "4", "--per-move", "1",
+                                      "--steps", "2", "--json", str(tmp_path / "camera.json")])
+    assert set(results) == {"floor: dataset clips", *camera_generation.VARIANTS}
+    assert {motion: row["clips"] for motion, row in results["map"]["motions"].items()} == {
+        "pan": 1, "tilt": 1, "zoom": 1, "roll": 1, "all": 4}
+    assert results["floor: dataset clips"]["motions"]["all"]["error_px_per_frame"][0] < 0.2  # real clips: near exact
+    error = {name: results[name]["motions"]["all"]["error_px_per_frame"][0] for name in camera_generation.VARIANTS}
+    assert error["map + guidance 1"] < 0.8 * error["map"]  # camera guidance pulls the untrained model's videos along
+    assert all(results[name]["seconds_per_video"] > 0 for name in camera_generation.VARIANTS)
+    assert json.loads((tmp_path / "camera.json").read_text())["config"]["moves"] == list(
+        camera_generation.HELD_OUT_MOVES[:4])
+
+
+def test_studio_memory_counts_the_server_and_its_child_processes(bench):
+    child = subprocess.Popen([sys.executable, "-c", "import sys; block = b'x' * 96 * 2**20; print('ready', "
+                              "flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        alone = bench.studio.rss_mb(child.pid)
+        assert alone > 96
+        own = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                   if line.startswith("VmRSS:")) / 1024
+        assert bench.studio.rss_mb(os.getpid()) >= own + alone - 8  # this process and its child
+    finally:
+        child.communicate("")
+    assert bench.studio.rss_mb(child.pid) == 0  # gone: nothing to count
+

@@ -26,8 +26,17 @@ def pipe(text_encoder):
     return TextToVideoPipeline.from_pretrained(text_encoder=text_encoder)
 
 
-def generate(pipe, prompt: str) -> torch.Tensor:
-    return pipe([prompt] * VIDEOS, seed=0, progress=False)
+@pytest.fixture(scope="module")
+def generate(pipe):
+    """generate(prompt) -> VIDEOS videos of the prompt, made once per module: several tests read the same videos."""
+    made = {}
+
+    def videos(prompt: str) -> torch.Tensor:
+        if prompt not in made:
+            made[prompt] = pipe([prompt] * VIDEOS, seed=0, progress=False)
+        return made[prompt]
+
+    return videos
 
 
 def colours_seen(video: torch.Tensor) -> set[str]:
@@ -57,32 +66,34 @@ def test_shipped_model_written_before_sampling_specs_gets_one_from_its_config(pi
 
 
 @pytest.mark.parametrize("colour,other", [("red", "blue"), ("green", "magenta")])
-def test_colour_words_set_the_ball_colour(pipe, colour, other):
+def test_colour_words_set_the_ball_colour(generate, colour, other):
     for asked, absent in ((colour, other), (other, colour)):
-        seen = [colours_seen(v) for v in generate(pipe, f"a {asked} ball bounces")]
+        seen = [colours_seen(v) for v in generate(f"a {asked} ball bounces")]
         assert sum(asked in s for s in seen) >= VIDEOS - 1, seen
         assert sum(absent in s for s in seen) <= 1, seen
 
 
-def test_two_balls_asked_two_balls_drawn(pipe):
-    one = [identity_scores(track_balls(v))["ball_count"] for v in generate(pipe, "a red ball bounces")]
-    two = [identity_scores(track_balls(v))["ball_count"] for v in generate(pipe, "a red ball and a blue ball bounce")]
+def test_two_balls_asked_two_balls_drawn(generate):
+    one = [identity_scores(track_balls(v))["ball_count"] for v in generate("a red ball bounces")]
+    two = [identity_scores(track_balls(v))["ball_count"] for v in generate("a red ball and a blue ball bounce")]
     assert np.mean(one) < np.mean(two)
     assert sum(c == 1 for c in one) >= VIDEOS - 2, one
     assert sum(c == 2 for c in two) >= VIDEOS // 2, two
 
 
-def test_direction_words_set_the_horizontal_motion_and_keep_the_colour(pipe):
+def test_direction_words_set_the_horizontal_motion_and_keep_the_colour(generate):
     for side, sign in (("left", -1), ("right", 1)):
-        videos = generate(pipe, f"a yellow ball bounces to the {side}")
+        videos = generate(f"a yellow ball bounces to the {side}")
         velocities = [mean_x_velocity(v) for v in videos]
         assert sum(sign * v > 0 for v in velocities) >= VIDEOS - 2, velocities
         seen = [colours_seen(v) for v in videos]
         assert sum(s == {"yellow"} for s in seen) >= VIDEOS - 2, seen
 
 
-def test_one_ball_keeps_its_count_and_colour_in_every_frame(pipe):
-    scores = [identity_scores(track_balls(v)) for v in generate(pipe, "a cyan ball bounces")]
+def test_one_ball_keeps_its_count_and_colour_in_every_frame(generate):
+    """Read on the one-ball videos of the colour tests: four colours, made once."""
+    scores = [identity_scores(track_balls(v)) for colour in ("red", "blue", "green", "magenta")
+              for v in generate(f"a {colour} ball bounces")]
     assert np.mean([s["count_constancy"] for s in scores]) >= 0.9, scores
     assert np.mean([s["color_constancy"] for s in scores]) >= 0.9, scores
 
@@ -114,7 +125,7 @@ def test_shipped_frames_model_interpolates_better_than_a_linear_blend(frames_pip
     blend[:, :, [1, 3, 5]] = (clips[:, :, [0, 2, 4]] + clips[:, :, [2, 4, 6]]) / 2
     new = [1, 3, 5]
     model_db, blend_db = (psnr(v[:, :, new], clips[:, :, new]).mean().item() for v in (made, blend))
-    assert model_db > blend_db + 3, (model_db, blend_db)
+    assert model_db > blend_db + 3, (model_db, blend_db)  # +7.5 dB here, +7.2 dB at seed 1
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +149,8 @@ def test_shipped_control_model_follows_drawn_paths_without_guidance(control_pipe
         spec = TrajectorySpec.of_balls(clip.positions, clip.radii, clip.color_names, clip.size)
         prompt = " and ".join(f"a {name} ball" for name in clip.color_names) + " bounce"
         for drawn in (True, False):
-            video = control_pipe(prompt, seed=i, steps=15, progress=False, trajectory=spec if drawn else None,
+            video = control_pipe(prompt, seed=i, steps=8, progress=False, trajectory=spec if drawn else None,
                                  trajectory_guidance=0.0, direction_guidance=0.0)
             errors[drawn].append(float(ball_scores(video, clip.positions[None]).scores["target_error"][0]))
     followed, free = np.nanmean(errors[True]), np.nanmean(errors[False])
-    assert followed < 2.0 and free > 3 * followed, (errors, followed, free)
+    assert followed < 2.0 and free > 3 * followed, (errors, followed, free)  # 0.96 and 10.8 here

@@ -32,7 +32,7 @@ def test_overfitting_one_clip_cuts_the_loss_tenfold(tiny_config, text_encoder):
     generator = torch.Generator().manual_seed(0)
     batch = clip.expand(8, -1, -1, -1, -1)
     batch_cond = cond.repeat(8)
-    for _ in range(100):
+    for _ in range(60):  # 14x to 46x less loss over seeds 0-4 (33x for this one)
         loss = loss_fn(lambda x, t: model(x, t, batch_cond), batch, generator=generator)
         optimizer.zero_grad()
         loss.backward()

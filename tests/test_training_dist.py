@@ -1,12 +1,15 @@
 """Many processes train exactly as one: 2 gloo CPU processes at batch B end with the weights of 1 process at batch
-2B, a checkpoint written by 2 processes resumes in 1 (and exports), and data is split across processes."""
+2B, a checkpoint written by 2 processes resumes in 1 (and exports) and in 2 (every rank's generators are saved, each in
+its own file), and data is split across processes."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import TINY_OVERRIDES
 from safetensors.torch import load_file
@@ -15,6 +18,7 @@ from typer.testing import CliRunner
 from kinema.cli import app
 from kinema.config import load_config
 from kinema.data.shards import write_shards
+from kinema.training.checkpoint import LATEST_FILE
 from kinema.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +45,25 @@ def assert_close(a: dict, b: dict) -> None:
     assert far == [], far[:5]
 
 
-def test_two_processes_at_batch_b_equal_one_at_2b_and_their_checkpoint_resumes_in_one(tmp_path, text_encoder):
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory) -> tuple[Path, str]:
+    """`kinema train --processes 2` at batch 1 per process, two steps, a checkpoint at each: its folder and stdout
+    (one run read by two tests: two processes take seconds to start)."""
+    two = tmp_path_factory.mktemp("two")
+    stdout = kinema("train", "configs/balls.yaml", *TINY, "train.batch_size=1", "train.steps=2",
+                    f"train.output_dir={two}", "--processes", "2")
+    return two, stdout
+
+
+def resumable_copy(run: Path, folder: Path) -> Path:
+    """`folder` holding `run`'s step-1 checkpoint as its latest: the run as if it had stopped after step 1."""
+    shutil.copytree(run / "checkpoints/step_0000001", folder / "checkpoints/step_0000001")
+    (folder / "checkpoints" / LATEST_FILE).write_text("step_0000001")
+    return folder
+
+
+def test_two_processes_at_batch_b_equal_one_at_2b_and_their_checkpoint_resumes_in_one(tmp_path, text_encoder,
+                                                                                       two_processes):
     def train_here(output_dir: Path, resume: bool = False) -> Path:  # one process, batch 2, two steps
         config = load_config(ROOT / "configs/balls.yaml", [*TINY, "train.batch_size=2", "train.steps=2",
                                                            f"train.output_dir={output_dir}"])
@@ -49,20 +71,39 @@ def test_two_processes_at_batch_b_equal_one_at_2b_and_their_checkpoint_resumes_i
 
     one = tmp_path / "one"  # caption dropout, noise levels and noise are drawn per sample
     train_here(one)
-    two = tmp_path / "two"  # two processes, batch 1 each: one step, then continued in one process at batch 2
-    stdout = kinema("train", "configs/balls.yaml", *TINY, "train.batch_size=1", "train.steps=1",
-                    f"train.output_dir={two}", "--processes", "2")
+    two, stdout = two_processes  # two processes, batch 1 each
     assert stdout.count("done: ") == 1
     assert (two / "checkpoints/step_0000001/rng_rank1.safetensors").exists()  # two processes did run
-    assert_close(weights(one / "checkpoints/step_0000001"), weights(two / "checkpoints/step_0000001"))
-    train_here(two, resume=True)
-    assert_close(weights(one / "checkpoints/step_0000002"), weights(two / "checkpoints/step_0000002"))
+    for step in ("step_0000001", "step_0000002"):
+        assert_close(weights(one / "checkpoints" / step), weights(two / "checkpoints" / step))
+    continued = resumable_copy(two, tmp_path / "continued")  # step 2 in one process at batch 2
+    train_here(continued, resume=True)
+    assert_close(weights(one / "checkpoints/step_0000002"), weights(continued / "checkpoints/step_0000002"))
     exported = tmp_path / "exported"
     result = CliRunner().invoke(app, ["export", str(two / "checkpoints/step_0000001"), str(exported)])
     assert result.exit_code == 0, result.output
     model = load_file(str(exported / "model.safetensors"))
     ema = load_file(str(two / "checkpoints/step_0000001/ema.safetensors"))
     assert model.keys() == ema.keys() and all(torch.equal(model[k], ema[k]) for k in ema)
+
+
+def test_two_processes_save_every_ranks_generators_and_resume_exactly(tmp_path, two_processes):
+    """The run stopped after step 1 and resumed under torchrun itself ends bit for bit where the unbroken one does."""
+    two, stdout = two_processes
+    assert stdout.count("done: ") == 1  # printed once, by the main process
+    final = two / "checkpoints/step_0000002"
+    ranks = [load_file(str(final / f"rng_rank{rank}.safetensors")) for rank in (0, 1)]
+    assert not (final / "rng_rank2.safetensors").exists()
+    assert set(ranks[0]) == set(ranks[1]) == {"torch"}  # noise comes from per-sample generators keyed on the step
+    stopped = resumable_copy(two, tmp_path / "stopped")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "kinema.cli", "train", "configs/balls.yaml", *TINY, "train.batch_size=1",
+                           "train.steps=2", f"train.output_dir={stopped}", "--resume"],
+                          cwd=ROOT, env={**ENV, "ACCELERATE_USE_CPU": "true"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for file in sorted(final.glob("*.safetensors")):
+        a, b = load_file(str(file)), load_file(str(stopped / "checkpoints/step_0000002" / file.name))
+        assert [k for k in a if not torch.equal(a[k], b[k])] == [], file.name
 
 
 def test_each_process_gets_its_own_clips_from_streams_and_indexed_shards(tmp_path):

@@ -37,6 +37,7 @@ FRAME_TASKS = {  # the page's names of the frame tasks -> (kinema command, what 
 CAMERA_PRESETS = ("", "pan-left:1", "pan-right:1", "tilt-up:1", "zoom-in:1.03", "zoom-out:1.03", "roll-cw:3",
                   "pan-left:1.5,zoom-in:1.02")
 TRAJECTORY_FILE, MASK_FILE = "trajectory.json", "mask.png"
+GALLERY_SHOWN = 48  # entries the page lists (each listing is sent and hashed on every result)
 KNOB_RANGES = {"speed": (0.0, 4.0, 1.5), "brightness": (0.5, 1.5, 1.0), "motion_amount": (0.0, 0.3, 0.05)}  # min,max,start
 
 
@@ -124,7 +125,8 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
         yield (str(entry.video), gr.update(visible=bool(frames)), [str(p) for p in entry.downloads], entry.describe(),
                _gallery(shelf))
 
-    with gr.Blocks(title="Kinema Studio", analytics_enabled=False) as app:
+    # every hour Gradio drops its served copies of results older than a day (the gallery keeps the originals)
+    with gr.Blocks(title="Kinema Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as app:
         model_state = gr.State(model)
         trajectory = gr.State(canvas.empty_trajectory(card.width, card.num_frames))
         background = gr.State(None)  # the canvas's first frame (None: a dark one)
@@ -388,10 +390,12 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
 
 
 def _gallery(shelf: Gallery):
-    """The gallery view: (contact sheet, caption) of every entry, newest first, under a label that counts them."""
+    """The gallery view: (contact sheet, caption) of the newest GALLERY_SHOWN entries under a label that counts
+    them all."""
     entries = shelf.entries()
-    return gr.update(value=[(str(entry.downloads[-1]), entry.caption) for entry in entries],
-                     label=f"{len(entries)} results kept in {shelf.folder.resolve()}")
+    shown = f"the newest {GALLERY_SHOWN} of " if len(entries) > GALLERY_SHOWN else ""
+    return gr.update(value=[(str(entry.downloads[-1]), entry.caption) for entry in entries[:GALLERY_SHOWN]],
+                     label=f"{shown}{len(entries)} results kept in {shelf.folder.resolve()}")
 
 
 def _check_prompt(card: ModelCard, text: str | None) -> None:
