@@ -125,6 +125,9 @@ def test_typing_a_prompt_and_generating_plays_a_video_of_the_models_frames(page,
     assert duration == pytest.approx(4 / 8, abs=0.05) and width == 16 * 16
     settings = page.locator("#settings").inner_text()
     assert f"kinema generate '{PROMPT}'" in settings and "--checkpoint" in settings
+    sheet = page.locator("#sheet img")  # the contact sheet in the page: one column per frame
+    sheet.wait_for()
+    assert page.evaluate("i => i.naturalWidth > 3 * i.naturalHeight", sheet.element_handle())
 
 
 def test_clicking_points_on_the_canvas_draws_the_path_the_server_generates_with(page, server, tmp_path):

@@ -116,14 +116,14 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                 job = make_job(staging)
                 for frames in execute(job, staging):
                     yield gr.update(), gr.update(value=list(frames), visible=True), gr.update(), gr.update(), \
-                        gr.update()
+                        gr.update(), gr.update()
             entry = shelf.entry(name)
         except (KinemaError, OSError) as error:
             message = str(error) if isinstance(error, KinemaError) else \
                 f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
             raise gr.Error(" ".join(message.replace(f"{staging}/", "").split()))
-        yield (str(entry.video), gr.update(visible=bool(frames)), [str(p) for p in entry.downloads], entry.describe(),
-               _gallery(shelf))
+        yield (str(entry.video), gr.update(visible=bool(frames)), str(entry.sheet), [str(p) for p in entry.downloads],
+               entry.describe(), _gallery(shelf))
 
     # every hour Gradio drops its served copies of results older than a day (the gallery keeps the originals)
     with gr.Blocks(title="Kinema Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as app:
@@ -216,13 +216,14 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                 video = gr.Video(label="result", autoplay=True, loop=True, elem_id="result", interactive=False)
                 streamed = gr.Gallery(label="frames as they are finished", visible=False, columns=8,
                                       elem_id="streamed")
+                sheet = gr.Image(label="contact sheet (a column per frame)", interactive=False, elem_id="sheet")
                 downloads = gr.File(label="download (mp4, gif, webm, contact sheet)", file_count="multiple",
                                     interactive=False, elem_id="downloads")
                 settings = gr.Markdown("", elem_id="settings")
         gr.Markdown("## Gallery")
         gallery_view = gr.Gallery(label=f"the gallery in {shelf.folder.resolve()}", columns=6, height=260,
                                   object_fit="contain", elem_id="gallery", allow_preview=False)
-        outputs = [video, streamed, downloads, settings, gallery_view]
+        outputs = [video, streamed, sheet, downloads, settings, gallery_view]
 
         # -- model choice: show what it was trained for, hide what it cannot use
         def choose_model(text):
@@ -383,9 +384,9 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
             entry: Entry | None = shelf.entry(caption.split(":")[0])
             if entry is None:
                 raise gr.Error("that gallery entry is gone")
-            return str(entry.video), [str(p) for p in entry.downloads], entry.describe()
+            return str(entry.video), str(entry.sheet), [str(p) for p in entry.downloads], entry.describe()
 
-        gallery_view.select(show_entry, None, [video, downloads, settings])
+        gallery_view.select(show_entry, None, [video, sheet, downloads, settings])
     return app
 
 
@@ -394,7 +395,7 @@ def _gallery(shelf: Gallery):
     them all."""
     entries = shelf.entries()
     shown = f"the newest {GALLERY_SHOWN} of " if len(entries) > GALLERY_SHOWN else ""
-    return gr.update(value=[(str(entry.downloads[-1]), entry.caption) for entry in entries[:GALLERY_SHOWN]],
+    return gr.update(value=[(str(entry.sheet), entry.caption) for entry in entries[:GALLERY_SHOWN]],
                      label=f"{shown}{len(entries)} results kept in {shelf.folder.resolve()}")
 
 

@@ -33,9 +33,14 @@ class Entry:
         return self.folder / VIDEO_FILE
 
     @property
+    def sheet(self) -> Path:
+        """The contact sheet: a column per frame."""
+        return self.folder / SHEET_FILE
+
+    @property
     def downloads(self) -> list[Path]:
         """The video in every format, and the contact sheet."""
-        return [self.video.with_suffix(f".{suffix}") for suffix in FORMATS] + [self.folder / SHEET_FILE]
+        return [self.video.with_suffix(f".{suffix}") for suffix in FORMATS] + [self.sheet]
 
     @property
     def caption(self) -> str:
