@@ -61,6 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="window mode sampler steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="default: the model's")
     parser.add_argument("--direction-guidance", type=float, default=None, help="default: the model's")
+    parser.add_argument("--identity-guidance", type=float, default=None, help="default: the model's")
+    parser.add_argument("--retries", type=int, default=2, help="window mode: re-samplings of a window that loses a "
+                        "named ball")
+    parser.add_argument("--seed-offset", type=int, default=0, help="added to every video's seed (a second set of "
+                        "videos)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads in each measuring process")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/long_video.json"))
@@ -81,7 +86,8 @@ def make_video(args: argparse.Namespace, mode: str, frames: int, prompt, seed: i
     loaded = _peak_mb(pipe.device)
     made = generate_long(pipe, prompt, frames, mode=mode, window=args.window, overlap=args.overlap,
                          partitions=args.partitions, steps=args.steps, guidance=args.guidance,
-                         direction_guidance=args.direction_guidance, seed=seed)
+                         direction_guidance=args.direction_guidance, identity_guidance=args.identity_guidance,
+                         retries=args.retries, seed=seed)
     detections, brightness, seconds = [], [], []
     for frame, elapsed in timed(made):
         seconds.append(elapsed)
@@ -139,15 +145,16 @@ def run(args: argparse.Namespace) -> dict:
     lengths, drifts, anchored = [], [], []
     for mode in args.modes:
         for frames in args.frames:
-            video = in_fresh_process(args, mode, frames, DRIFT_PROMPTS[0], 0)
+            video = in_fresh_process(args, mode, frames, DRIFT_PROMPTS[0], args.seed_offset)
             lengths.append(video)
             drifts.append(video)
         for i in range(args.drift_videos):
-            drifts.append(in_fresh_process(args, mode, args.drift_frames, DRIFT_PROMPTS[i % len(DRIFT_PROMPTS)], i + 1))
+            drifts.append(in_fresh_process(args, mode, args.drift_frames, DRIFT_PROMPTS[i % len(DRIFT_PROMPTS)],
+                                           args.seed_offset + i + 1))
         for i in range(args.anchored_videos):
             pair = COLOUR_PAIRS[i % len(COLOUR_PAIRS)]
             prompt = f"first a {pair[0]} ball bounces, then a {pair[1]} ball bounces"
-            video = in_fresh_process(args, mode, args.anchored_frames, prompt, i)
+            video = in_fresh_process(args, mode, args.anchored_frames, prompt, args.seed_offset + i)
             anchored.append({**video, "asked": pair, "accuracy": anchored_accuracy(video, pair)})
     for video in drifts:
         video.update(drift(video, args.segment))

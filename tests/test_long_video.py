@@ -1,7 +1,8 @@
 """Long videos and streaming (chapter 11.1.2; FIFO-Diffusion, Kim et al. 2024): the FIFO queue emits every frame once
 and in order, a window never depends on what comes after it, the overlap given to a window is the previous output
-bit-exact, the model never sees more than one window, time-anchored phrases own their ranges in both modes, the
-writer takes frames one by one, and the CLI streams PNGs and refuses bad input in one line."""
+bit-exact, the model never sees more than one window, time-anchored phrases own their ranges in both modes, windows keep
+the first window's balls (identity guidance) and one that loses a named ball is sampled again, the writer takes frames
+one by one, and the CLI streams PNGs and refuses bad input in one line."""
 
 from dataclasses import replace
 
@@ -12,16 +13,18 @@ from typer.testing import CliRunner
 
 from kinema.cli import app
 from kinema.config import DiffusionConfig
+from kinema.control.identity_energy import colour_masses, smallest_disc_area
+from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig
 from kinema.diffusion import build_schedule
 from kinema.diffusion.samplers import sample_ddim
 from kinema.errors import KinemaError
 from kinema.models.pretrained import save_pretrained
-from kinema.pipelines import long_video
+from kinema.pipelines import long_video, text_to_video
 from kinema.pipelines.long_video import collect_long, generate_long, stream
 from kinema.pipelines.text_to_video import TextToVideoPipeline
 from kinema.video import VideoWriter, read_video, write_video
 
-SMALL = dict(height=8, width=8, steps=2, guidance=1.0, direction_guidance=0.0)
+SMALL = dict(height=8, width=8, steps=2, guidance=1.0, direction_guidance=0.0, identity_guidance=0.0)
 
 
 def pipeline(text_dim: int = 0, prediction: str = "v") -> TextToVideoPipeline:
@@ -86,7 +89,7 @@ def test_a_window_never_depends_on_later_windows(monkeypatch):
     before = torch.stack(first + list(frames), dim=1)
     make = long_video._noise_generator
     monkeypatch.setattr(long_video, "_noise_generator",
-                        lambda seed, index, device: make(seed + 99 * (index >= 2), index, device))
+                        lambda seed, index, device, attempt=0: make(seed + 99 * (index >= 2), index, device, attempt))
     after = collect_long(pipe, "", 10, **options)[0]
     assert torch.equal(before[:, :6], after[:, :6])  # windows 0 and 1 (frames 0..5) are untouched
     assert (before[:, 6:] - after[:, 6:]).abs().amax(dim=(0, 2, 3)).min() > 1e-3
@@ -132,6 +135,48 @@ def test_each_phrase_owns_its_range_of_frames(mode, prompt, monkeypatch):
     torch.testing.assert_close(brightness[:6], torch.full((6,), 0.8))   # red owns 0..7, blended over 6..9
     torch.testing.assert_close(brightness[10:], torch.full((6,), -0.8))  # blue owns 8..15
     assert 0.8 > brightness[7] > brightness[8] > -0.8
+
+
+def red_square_when(show) -> torch.Tensor:
+    """A clean estimate of 4 black 8x8 frames holding a red 3x3 square when `show()` is true."""
+    def estimate(x, t):
+        x0 = -torch.ones_like(x)
+        if show():
+            x0[:, 0, :, 2:5, 2:5] = 1.0
+        return x0
+    return estimate
+
+
+@pytest.mark.parametrize("retries,first_shows,samplings,red", [(2, False, 2, True), (0, False, 1, False),
+                                                               (2, True, 1, True)])
+def test_a_window_that_loses_the_named_ball_is_sampled_again(retries, first_shows, samplings, red, monkeypatch):
+    pipe, starts = pipeline(text_dim=4), []
+    start = pipe.start
+    monkeypatch.setattr(pipe, "start", lambda *args: starts.append(1) or start(*args))
+    monkeypatch.setattr(pipe, "denoiser", lambda *args, **kw: red_square_when(lambda: first_shows or len(starts) > 1))
+    video = collect_long(pipe, "a red ball bounces", 4, window=4, retries=retries, **SMALL)[0]
+    assert len(starts) == samplings
+    assert bool((video[0, :, 2:5, 2:5] > 0.9).all()) == red
+
+
+@pytest.mark.parametrize("prompt,anchored", [("a red ball bounces", False),
+                                             ("first a red ball bounces, then a blue ball bounces", True)])
+def test_identity_guidance_keeps_the_first_windows_balls_in_every_later_window(prompt, anchored, monkeypatch):
+    pipe, references = pipeline(text_dim=4), []
+    energy = text_to_video.identity_energy
+    monkeypatch.setattr(text_to_video, "identity_energy", lambda *args: references.append(args[3]) or energy(*args))
+    video = collect_long(pipe, prompt, 4, window=2, overlap=1, **{**SMALL, "identity_guidance": 2.0})
+    assert len(references) == 3 and references[0].isnan().all()  # windows 0..1, 1..2, 2..3; the first has none
+    if anchored:  # each frame keeps the colours of its own phrase (kinema.control.identity_energy)
+        assert all(reference.isnan().all() for reference in references)
+        return
+    masses = colour_masses(video[:, :, :2]).mean(-1)
+    area = smallest_disc_area(BouncingBallsConfig(), 8)
+    expected = torch.zeros_like(masses)
+    red = list(BALL_COLORS).index("red")
+    expected[:, red] = masses[:, red].clamp(min=area)  # the named colour, at least the smallest ball; others none
+    for reference in references[1:]:
+        torch.testing.assert_close(reference, expected)
 
 
 @pytest.mark.parametrize("options,match", [

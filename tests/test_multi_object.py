@@ -1,5 +1,6 @@
-"""Multi-object paths: crossing objects never come closer than their radii yet reach their goals, and a flock keeps
-its separation while alignment lines up its headings and cohesion keeps it together."""
+"""Multi-object paths: crossing objects keep their radii plus a clearance margin apart (at frames and between them)
+yet reach their goals, and a flock keeps its separation while alignment lines up its headings and cohesion keeps it
+together."""
 
 import numpy as np
 import pytest
@@ -21,6 +22,16 @@ def test_separation_is_the_smallest_gap_between_discs_over_all_frames():
     assert min_separation(positions, radii) == pytest.approx(1.0)  # frame 1: 6 apart, radii 2 + 3
     assert min_separation(positions[:, :1], radii) == pytest.approx(5.0)
     assert min_separation(positions[:1], radii[:1]) == np.inf
+    positions[0, 1] = np.nan  # object 0 absent in frame 1: only frame 0 counts
+    assert min_separation(positions, radii) == pytest.approx(5.0)
+
+
+def test_separation_between_frames_sees_objects_that_pass_through_each_other():
+    swap = np.array([[[0.0, 0.0], [10.0, 1.0]], [[10.0, 0.0], [0.0, 1.0]]])  # they cross mid-step, 0.5 px apart
+    radii = np.array([1.0, 1.0])
+    assert min_separation(swap, radii) == pytest.approx(np.hypot(10, 0) - 2)  # the frames alone look clear
+    assert min_separation(swap, radii, between=True) == pytest.approx(0.0 - 2)
+    assert min_separation(swap[:, :1], radii, between=True) == pytest.approx(8.0)
 
 
 def polarisation(positions: np.ndarray) -> np.ndarray:
@@ -29,12 +40,19 @@ def polarisation(positions: np.ndarray) -> np.ndarray:
     return np.linalg.norm((steps / np.linalg.norm(steps, axis=-1, keepdims=True)).mean(0), axis=-1)
 
 
+def in_frame(spec) -> bool:
+    p, radii = spec.positions().numpy(), np.array([o.radius for o in spec.objects])[:, None, None]
+    return bool(np.all((p >= radii - 1e-4) & (p <= spec.size - radii + 1e-4)))
+
+
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 10_000), count=st.integers(2, 4))
-def test_crossing_paths_never_come_closer_than_the_radii_and_reach_their_goals(seed, count):
+def test_crossing_paths_keep_radii_plus_margin_apart_at_every_sub_step_and_reach_their_goals(seed, count):
     spec = avoiding_paths(count, 8, 32, seed=seed)
     assert spec.positions().shape == (count, 8, 2) and (spec.size, spec.num_frames) == (32, 8)
-    assert min_gap(spec) >= 0
+    assert min_gap(spec) >= 2.0  # the default margin at 32x32: size / 16
+    fine = spec.resized(32, 7 * 16 + 1)  # 16 sub-steps per frame step, resampled as a pipeline resamples paths
+    assert min_gap(fine) >= 2.0 - 1e-4 and in_frame(fine)
     p = spec.positions().numpy()
     np.testing.assert_allclose(p[:, -1], 32 - p[:, 0], atol=1e-4)  # each crosses to its mirror image
     straight = p[:, :1] + (p[:, -1:] - p[:, :1]) * np.linspace(0, 1, 8)[None, :, None]
@@ -45,8 +63,16 @@ def test_crossing_paths_never_come_closer_than_the_radii_and_reach_their_goals(s
     assert [o.colour for o in spec.objects] == ["red", "green", "blue", "yellow", "magenta"][:count]
 
 
+@pytest.mark.parametrize("size, margin, kept", [(32, 0.0, 0.0), (32, 3.5, 3.5), (64, None, 4.0)])
+def test_the_margin_is_kept_and_scales_with_the_frame(size, margin, kept):
+    for seed in range(3):
+        spec = avoiding_paths(3, 8, size, radius=(3.0 * size / 32, 4.5 * size / 32), seed=seed, margin=margin)
+        fine = spec.resized(size, 7 * 16 + 1)
+        assert kept - 1e-4 <= min_gap(fine) < kept + 1.5 and in_frame(fine)  # kept, and not by a wide detour
+
+
 def test_paths_that_still_overlap_are_never_returned(monkeypatch):
-    import kinema.control.multi_object as multi_object
+    from kinema.control import multi_object
 
     monkeypatch.setattr(multi_object, "PENALTY_WEIGHTS", (0.0,))  # no avoidance: straight crossing lines collide
     with pytest.raises(KinemaError, match="no collision-free paths for 3 objects"):
@@ -98,7 +124,7 @@ def test_alignment_lines_up_headings_cohesion_gathers_and_separation_spaces_the_
 
     spaced = np.mean([nearest_gap(flocking_paths(6, 16, 64, seed=s)) for s in seeds])
     packed = np.mean([nearest_gap(flocking_paths(6, 16, 64, seed=s, separation=0.0)) for s in seeds])
-    assert spaced > 1.0 > 0.5 > packed  # separation keeps personal space; cohesion alone packs them to touching
+    assert spaced > 1.0 and packed < 0.5  # separation keeps personal space; cohesion alone packs them to touching
 
 
 def test_the_same_seed_gives_the_same_paths():
@@ -110,7 +136,10 @@ def test_the_same_seed_gives_the_same_paths():
 @pytest.mark.parametrize("make, message", [
     (lambda: avoiding_paths(40, 8, 32), "cannot place 40 objects"),
     (lambda: flocking_paths(3, 8, 32, radius=20.0), "radius must be in"),
-    (lambda: avoiding_paths(2, 1, 32), "num_frames must be at least 2"),
+    (lambda: avoiding_paths(2, 2, 32), "num_frames must be at least 3"),
+    (lambda: flocking_paths(2, 1, 32), "num_frames must be at least 2"),
+    (lambda: avoiding_paths(2, 8, 32, margin=-1.0), "margin must be at least 0 px, got -1.0"),
+    (lambda: avoiding_paths(4, 8, 32, margin=12.0), "cannot place 4 objects of radius up to 4.0 px 12 px apart"),
 ])
 def test_impossible_requests_are_one_line_errors(make, message):
     with pytest.raises(KinemaError, match=message):

@@ -2,13 +2,14 @@
 that are near zero on simulated clips (bounces and collisions included) and large on broken ones, and a projection
 that puts a displaced ball back on its simulated path."""
 
+import numpy as np
 import pytest
 import torch
 
 from kinema.control.physics_energy import (SECOND, THIRD, contact_windows, differences, differences_adjoint,
                                            gravity_energy, gravity_energy_gradient, interpenetration_energy,
-                                           interpenetration_energy_gradient, physics_energy, project_to_physics,
-                                           smoothness_energy, smoothness_energy_gradient)
+                                           interpenetration_energy_gradient, move_objects, physics_energy,
+                                           project_to_physics, smoothness_energy, smoothness_energy_gradient)
 from kinema.control.readout import object_positions
 from kinema.data.physics_balls import BouncingBallsConfig, render_balls, simulate_balls
 
@@ -89,3 +90,12 @@ def test_projection_puts_a_displaced_ball_back_on_its_simulated_path():
     assert (after[0] - truth).norm(dim=-1).max() < 0.2
     half, _ = object_positions(project_to_physics(broken, clip.color_names, CONFIG, strength=0.5), clip.color_names)
     torch.testing.assert_close(half, (before + after) / 2, atol=0.1, rtol=0)
+
+
+def test_an_object_moved_off_the_floor_leaves_black_behind_it():
+    video = render_balls(np.array([[[16.0, 28.0]]]), np.array([4.0]), np.array([[1.0, 0.0, 0.0]]), 32)[None]
+    target = torch.tensor([[[[16.0, 20.0]]]])  # 8 px up from touching the floor
+    moved = move_objects(video, ["red"], target)
+    positions, _ = object_positions(moved, ["red"])
+    assert (positions[0, 0, 0] - target[0, 0, 0]).norm() < 0.2
+    assert moved[..., -4:, :].max() < -0.9  # no streak of the rim drawn in from beyond the frame

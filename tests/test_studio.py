@@ -217,3 +217,13 @@ def test_kinema_studio_refuses_a_missing_model_in_one_line(tmp_path):
         port = taken.getsockname()[1]
         result = CliRunner().invoke(app, ["studio", "--port", str(port), "--gallery", str(tmp_path)])
     assert result.exit_code == 2 and f"127.0.0.1:{port}" in result.output and result.output.count("\n") == 1
+
+
+def test_an_edit_from_the_page_takes_the_models_edit_guidance_unless_changed(model, pipelines):
+    from kinema.studio.app import _edit_sampling
+    card = pipelines.card(str(model))
+    page = dict(seed=0, steps=4, sampler=card.sampler, guidance=card.guidance, negative_prompt="")
+    edit = Job("edit", "a blue ball", str(model), {"clip": "clip.mp4"}, _edit_sampling(page, card))
+    assert "--guidance" not in edit.arguments() and "--sampler" not in edit.arguments()
+    changed = _edit_sampling({**page, "guidance": card.guidance + 1, "sampler": "ddim"}, card)
+    assert changed["guidance"] == card.guidance + 1 and changed["sampler"] == "ddim"

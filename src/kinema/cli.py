@@ -146,6 +146,7 @@ def _generate(checkpoint: Path | None, prompts: list, output: Path, format: str 
         raise KinemaError(f"--fps must be greater than 0, got {fps}")
     if sampling.get("guidance") is not None and not sampling["guidance"] >= 0:
         raise KinemaError(f"--guidance must be at least 0 (1 = off), got {sampling['guidance']}")
+    _check_identity_guidance(sampling.get("identity_guidance"))
     for option, value, choices in (("--sampler", sampling.get("sampler"), SAMPLERS),
                                    ("--time-grid", sampling.get("time_grid"), TIME_GRIDS)):
         if value is not None and value not in choices:
@@ -176,6 +177,12 @@ def _generate(checkpoint: Path | None, prompts: list, output: Path, format: str 
     videos = pipe(prompts, num_frames=frames, **sampling) if task is None else task(pipe, prompts, **sampling)
     for path in pipe.save(videos, output, format=format, sheet=sheet, fps=fps, scale=scale):
         typer.echo(f"wrote {path}")
+
+
+def _check_identity_guidance(weight: float | None) -> None:
+    """A one-line error for a negative (or NaN) --identity-guidance."""
+    if weight is not None and not weight >= 0:
+        raise KinemaError(f"--identity-guidance must be at least 0 (0 = off), got {weight}")
 
 
 FORMAT = typer.Option(None, "--format", "-f", help="mp4 | webm | gif (default: from the output suffix)")
@@ -214,6 +221,9 @@ MOTION_AMOUNT = typer.Option(None, "--motion-amount", help="knob of a model trai
                              "between frames, in [0, 1] pixel units")
 NEGATIVE = typer.Option("", "--negative-prompt", help="what the video should not show: guidance (--guidance above "
                         "1) steers away from it")
+IDENTITY = typer.Option(None, "--identity-guidance", help="keep each ball's count and colour over the frames (those "
+                        "of the given frames, else the prompt's colours) by guidance (0 = off; default: the model's "
+                        "config)")
 QUANTIZE = typer.Option(None, "--quantize", help="int8: run with 8-bit weights (Linear and Conv layers; smaller, "
                         "close to the float model)")
 
@@ -236,6 +246,7 @@ def generate(
     partitions: int = PARTITIONS, quantize: Optional[str] = QUANTIZE,
     speed: Optional[float] = SPEED, brightness: Optional[float] = BRIGHTNESS,
     motion_amount: Optional[float] = MOTION_AMOUNT, negative_prompt: str = NEGATIVE,
+    identity_guidance: Optional[float] = IDENTITY,
     trajectory: Optional[Path] = typer.Option(None, "--trajectory", help="JSON or YAML file of object paths (kinema "
                                               "trajectory); each object must be named in the prompt"),
     trajectory_guidance: Optional[float] = typer.Option(None, "--trajectory-guidance", help="how hard guidance pulls "
@@ -264,6 +275,8 @@ def generate(
     if steering and num_frames is not None and num_frames > _model_spec(checkpoint).num_frames:
         raise KinemaError("--trajectory, --camera and physics guidance steer one window of the model's frames: leave "
                           "out --num-frames or give at most the model's")
+    if identity_guidance is not None:
+        steering["identity_guidance"] = identity_guidance
     _generate(checkpoint, [spec], output, format, sheet, scale, fps, device, long,
               quantize=quantize, seed=seed, num_frames=num_frames, steps=steps, sampler=sampler, time_grid=time_grid,
               guidance=guidance, direction_guidance=direction_guidance, labels=label or None, height=height,
@@ -342,7 +355,7 @@ def stream_(
     sampler: Optional[str] = SAMPLER, time_grid: Optional[str] = TIME_GRID, guidance: Optional[float] = GUIDANCE,
     direction_guidance: Optional[float] = DIRECTION, scale: int = SCALE, device: str = DEVICE,
     label: Optional[list[str]] = LABEL, height: Optional[int] = HEIGHT, width: Optional[int] = WIDTH,
-    quantize: Optional[str] = QUANTIZE,
+    quantize: Optional[str] = QUANTIZE, identity_guidance: Optional[float] = IDENTITY,
 ):
     """Write PNG frames as soon as each is final, at flat memory; print the time to the first frame and frames/s."""
     from kinema.pipelines.long_video import generate_long, throughput, timed
@@ -352,10 +365,12 @@ def stream_(
     if output.exists() and not output.is_dir():
         raise KinemaError(f"cannot write frames into {output}: it is not a directory")
     spec = _prompt_spec(prompt, prompt_at)
+    _check_identity_guidance(identity_guidance)
     pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device), frames=True, quantize=quantize)
     made = generate_long(pipe, spec, frames, mode=long_mode, window=window, overlap=overlap, partitions=partitions,
                          seed=seed, steps=steps, sampler=sampler, time_grid=time_grid, guidance=guidance,
-                         direction_guidance=direction_guidance, labels=label or None, height=height, width=width)
+                         direction_guidance=direction_guidance, identity_guidance=identity_guidance,
+                         labels=label or None, height=height, width=width)
     output.mkdir(parents=True, exist_ok=True)
     seconds = []
     for index, (frame, elapsed) in enumerate(timed(made)):
@@ -420,7 +435,11 @@ TASK_OPTIONS = {  # options every frame task takes: name -> (type, option)
     "time_grid": (Optional[str], TIME_GRID), "guidance": (Optional[float], GUIDANCE),
     "negative_prompt": (str, NEGATIVE), "format": (Optional[str], FORMAT),
     "sheet": (Optional[Path], SHEET), "scale": (int, SCALE), "fps": (Optional[float], FPS), "device": (str, DEVICE),
-    "quantize": (Optional[str], QUANTIZE),
+    "quantize": (Optional[str], QUANTIZE), "identity_guidance": (Optional[float], IDENTITY),
+    "keyframe_physics": (Optional[float], typer.Option(None, "--keyframe-physics", help="0..1: move each ball seen "
+                                                       "in every given frame that share of the way onto the physical "
+                                                       "path through them, when 3 or more frames lie between two "
+                                                       "given ones (default: 1 for a balls model)")),
 }
 
 
@@ -546,10 +565,12 @@ def edit(
                                    "motion is kept and what the prompt says changes"),
     source: Optional[str] = typer.Option(None, "--source", help="what the video shows, e.g. 'a red ball bounces': "
                                          "the edit starts from the video's DDIM inversion under it instead of fresh "
-                                         "noise, which keeps paths closer at high strength"),
+                                         "noise, which keeps paths closer, and guidance steers from it to the prompt "
+                                         "(it is the negative prompt unless --negative-prompt is given)"),
     options: dict = None,
 ):
-    """Edit a video with a prompt (SDEdit, or from its DDIM inversion): keep its motion, change what it shows."""
+    """Edit a video with a prompt (SDEdit, or from its DDIM inversion): keep its motion, change what it shows.
+    Guidance defaults to the model's edit guidance (sample.edit_guidance), stronger than for generation."""
     from kinema.pipelines.task_inputs import edit_inputs
 
     _run_task({**options, "prompt": prompt}, edit_inputs(_model_spec(options["checkpoint"]), clip, strength, source))

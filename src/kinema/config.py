@@ -124,7 +124,10 @@ class SampleConfig:
     steps: int = at_least(1, 25)
     time_grid: str = "uniform"         # uniform | trailing | karras | shifted: how the sampler's times are spaced
     guidance: float = at_least(0, 4.0)  # classifier-free guidance scale (1 = off)
+    edit_guidance: float = at_least(0, 10.0)  # the same for edits (strength < 1): the edit direction amplified
     direction_guidance: float = at_least(0, 0.0)  # push toward the direction of a prompt's motion words (0 = off)
+    identity_guidance: float = at_least(0, 0.0)  # keep each object's count and colour over the frames (0 = off)
+    edit_identity_guidance: float = at_least(0, 0.0)  # the same for edits, toward the colours the prompt names
     fps: float = above(0, 8.0)
     prompts: list[str] = non_empty(lambda: ["a red ball bounces to the left", "a green ball and a blue ball bounce"])
 

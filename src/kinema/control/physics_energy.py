@@ -206,21 +206,46 @@ def fit_physical_paths(paths: np.ndarray, radii: np.ndarray, simulator: Bouncing
     return simulate(fit.x)
 
 
+def scaled_simulator(simulator: BouncingBallsConfig, frames: int, width: int) -> BouncingBallsConfig:
+    """The simulator at a video's frame count and width (gravity, radii and speeds in px scaled with the width)."""
+    scale = width / simulator.size
+    return dataclasses.replace(simulator, num_frames=frames, size=width, gravity=simulator.gravity * scale,
+                               radius_range=tuple(r * scale for r in simulator.radius_range),
+                               speed_range=tuple(v * scale for v in simulator.speed_range))
+
+
+def move_objects(video: Tensor, colours: Sequence[str | None], targets: Tensor, strength: float = 1.0,
+                 temperature: float = TEMPERATURE) -> Tensor:
+    """Videos [B, 3, T, H, W] with each object (by colour) moved `strength` of the way from its read-out position to
+    `targets` [B, K, T, 2] px (NaN: left where it is), by warping its read-out pixels (its weight times its colour)
+    frame by frame (bilinear; black comes in from beyond the frame)."""
+    batch, _, frames, height, width = video.shape
+    positions, _ = object_positions(video, colours, temperature)
+    weights = palette_weights(video, temperature)
+    names, palette = list(BALL_COLORS), video.new_tensor(list(BALL_COLORS.values()))
+    rgb = (video.clamp(-1, 1) + 1) / 2
+    shifts = torch.nan_to_num(strength * (targets.to(positions) - positions))  # [B, K, T, 2]
+    for k, colour in enumerate(colours):
+        if not shifts[:, k].any():
+            continue
+        index = [names.index(colour)] if colour is not None else list(range(len(names)))
+        layer = torch.einsum("bpthw,pc->btchw", weights[:, index], palette[index])  # the object's pixels
+        for b in range(batch):
+            flow = -shifts[b, k, :, :, None, None].expand(frames, 2, height + 2, width + 2)  # out(x) = layer(x - shift)
+            moved = warp(F.pad(layer[b], (1, 1, 1, 1)), flow)[..., 1:-1, 1:-1]  # a black rim comes in from beyond
+            rgb[b] += (moved - layer[b]).transpose(0, 1)
+    return rgb.clamp(0, 1) * 2 - 1
+
+
 def project_to_physics(video: Tensor, colours: Sequence[str | None], simulator: BouncingBallsConfig,
                        strength: float = 1.0, temperature: float = TEMPERATURE) -> Tensor:
     """Videos [B, 3, T, H, W] with each object (by colour) that is present in every frame moved `strength` of the way
     from its read-out path to the simulator's fit (`fit_physical_paths`), by warping its read-out pixels per frame."""
-    batch, _, frames, height, width = video.shape
-    scale = width / simulator.size
-    simulator = dataclasses.replace(simulator, num_frames=frames, size=width, gravity=simulator.gravity * scale,
-                                    radius_range=tuple(r * scale for r in simulator.radius_range))
+    batch, _, frames, _, width = video.shape
+    simulator = scaled_simulator(simulator, frames, width)
     positions, mass = object_positions(video, colours, temperature)
-    weights = palette_weights(video, temperature)
-    names, palette = list(BALL_COLORS), video.new_tensor(list(BALL_COLORS.values()))
-    layers = [torch.einsum("bpthw,pc->btchw", weights[:, index], palette[index])  # each object's pixels
-              for index in ([names.index(c)] if c is not None else list(range(len(names))) for c in colours)]
-    rgb = (video.clamp(-1, 1) + 1) / 2
     radii = (mass.amax(2) / math.pi).sqrt()
+    targets = torch.full_like(positions, math.nan)
     for b in range(batch):
         present = [k for k in range(len(colours))
                    if 1.0 <= radii[b, k] < width / 2 - 1 and (mass[b, k] >= 0.5 * mass[b, k].max()).all()]
@@ -231,8 +256,5 @@ def project_to_physics(video: Tensor, colours: Sequence[str | None], simulator: 
             fitted = fit_physical_paths(paths, radii[b, present].double().cpu().numpy(), simulator)
         except KinemaError:  # discs that cannot start apart in the box (pressed together in a corner): no fit
             continue
-        shifts = strength * (torch.from_numpy(fitted).to(video).transpose(0, 1) - positions[b, present])  # [k, T, 2]
-        for k, shift in zip(present, shifts):
-            flow = -shift[:, :, None, None].expand(frames, 2, height, width)  # out(x) = layer(x - shift)
-            rgb[b] += (warp(layers[k][b], flow) - layers[k][b]).transpose(0, 1)
-    return rgb.clamp(0, 1) * 2 - 1
+        targets[b, present] = torch.from_numpy(fitted).to(targets).transpose(0, 1)
+    return move_objects(video, colours, targets, strength, temperature)

@@ -6,7 +6,13 @@ Two schedules over the model's window of W frames, both from the pipeline's buil
 
   window  autoregressive with overlap (MCVD, Voleti et al. 2022): window k starts where window k-1's new frames end
           minus `overlap`; those last frames of the output are given to it as known frames (with any keyframes that
-          fall in it), and its other frames are sampled afresh. Each window is final when sampled.
+          fall in it), and its other frames are sampled afresh. Each window is final when sampled. Two guards keep
+          the balls from drifting away window after window (a ball that shrinks a little per window, or vanishes
+          once and is then copied on as empty frames): identity guidance (kinema.control.identity_energy, at least
+          LONG_IDENTITY_GUIDANCE by default) toward the first window's colour masses for a single-phrase prompt
+          (a colour it names at least the smallest ball; toward each frame's phrase's colours for a time-anchored
+          one), and a window whose new frames lack a colour their phrase names is sampled again with fresh noise,
+          up to `retries` times, keeping the sample with the fewest such frames (rejection sampling).
   fifo    FIFO-Diffusion (Kim et al. 2024) with diffusion-forcing levels (Chen et al. 2024): a queue of
           L = W * partitions frames on the diagonal of an L-step time grid, the front least noisy. Every iteration each
           frame takes one step down its ladder in ONE sampler call on a 2-row per-frame grid, the network run on each
@@ -20,6 +26,7 @@ both modes: each window reads its frames' phrases and weights.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +36,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from kinema.conditioning.anchored import PromptPlan, PromptSpec, plan_prompts
+from kinema.control.identity_energy import colour_masses, named_colours, smallest_disc_area
+from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig
 from kinema.diffusion import get_sampler
 from kinema.diffusion.guidance import DenoiseFn
 from kinema.diffusion.time_grids import time_grid as sampling_times
@@ -39,12 +48,13 @@ from kinema.video.io import VideoWriter
 
 MODES = ("window", "fifo")
 FIFO_SAMPLERS = ("ddim", "euler", "ddpm", "heun")  # one-step samplers: multistep history does not survive a shift
+LONG_IDENTITY_GUIDANCE = 2.0  # the least default identity guidance in window mode: windows keep the first one's balls
 
 
-def _noise_generator(seed: int, index: int, device: torch.device) -> torch.Generator:
-    """The generator of window (or queue frame) `index`: its noise depends on nothing else, so a later window never
-    changes an earlier one."""
-    return torch.Generator(device).manual_seed(seed * 1_000_003 + index)
+def _noise_generator(seed: int, index: int, device: torch.device, attempt: int = 0) -> torch.Generator:
+    """The generator of window (or queue frame) `index` (its `attempt`-th re-sampling): its noise depends on nothing
+    else, so a later window never changes an earlier one."""
+    return torch.Generator(device).manual_seed(seed * 1_000_003 + index + attempt * 15_485_863)
 
 
 def _keyframes_in(keyframes: dict[int, Tensor], start: int, stop: int) -> dict[int, Tensor]:
@@ -70,8 +80,9 @@ class LongVideo:
                  window: int | None = None, overlap: int | None = None, partitions: int = 2,
                  keyframes: dict[int, Tensor] | None = None, labels: int | str | None = None,
                  steps: int | None = None, sampler: str | None = None, time_grid: str | None = None,
-                 guidance: float | None = None, direction_guidance: float | None = None, negative_prompt: str = "",
-                 seed: int = 0, prompt_blend: int = 4, height: int | None = None, width: int | None = None,
+                 guidance: float | None = None, direction_guidance: float | None = None,
+                 identity_guidance: float | None = None, negative_prompt: str = "", seed: int = 0,
+                 prompt_blend: int = 4, height: int | None = None, width: int | None = None, retries: int = 2,
                  progress: bool = False):
         spec, defaults = pipe.spec, pipe.spec.defaults
         if pipe.latents is not None:
@@ -88,6 +99,9 @@ class LongVideo:
         if not 0 <= overlap < window:
             raise KinemaError(f"overlap must be 0 .. window - 1 = {window - 1} frames (the window is {window}), "
                               f"got {overlap}")
+        if retries < 0:
+            raise KinemaError(f"retries must be at least 0, got {retries}")
+        self.retries = retries
         if partitions < 1:
             raise KinemaError(f"partitions must be at least 1, got {partitions}")
         self.sampler = sampler or ("ddim" if mode == "fifo" else defaults.sampler)
@@ -118,7 +132,14 @@ class LongVideo:
         self.options = dict(
             labels=None if labels is None else pipe.class_labels(labels, 1), negative_prompt=negative_prompt,
             guidance=defaults.guidance if guidance is None else guidance,
-            direction_guidance=defaults.direction_guidance if direction_guidance is None else direction_guidance)
+            direction_guidance=defaults.direction_guidance if direction_guidance is None else direction_guidance,
+            identity_guidance=identity_guidance if identity_guidance is not None else defaults.identity_guidance
+            if mode == "fifo" else max(defaults.identity_guidance, LONG_IDENTITY_GUIDANCE))
+        self.simulator = pipe.config.data if pipe.config.data_kind == "balls" else BouncingBallsConfig()
+        self.reference: Tensor | None = None  # [1, P] colour masses every window keeps (identity guidance)
+        if self.options["identity_guidance"] < 0:
+            raise KinemaError(f"identity guidance must be at least 0 (0 = off), got "
+                              f"{self.options['identity_guidance']}")
 
     def __iter__(self) -> Iterator[Tensor]:
         frames = self._windows() if self.mode == "window" else self._fifo()
@@ -129,7 +150,28 @@ class LongVideo:
                 yield frame
 
     def _denoiser(self, plan: PromptPlan, start: int, stop: int, known: KnownPixels | None) -> DenoiseFn:
-        return self.pipe.denoiser(plan, start, stop, known=known, **self.options)
+        """The pipeline's denoiser of frames start..stop-1, its identity guidance toward the first window's balls (a
+        single-phrase prompt) or toward each frame's phrase's colours (a time-anchored one, NaN masses)."""
+        masses = self.reference
+        if plan.anchored or masses is None:
+            masses = torch.full((1, len(BALL_COLORS)), math.nan, device=self.pipe.device)
+        return self.pipe.denoiser(plan, start, stop, known=known, identity_masses=masses, **self.options)
+
+    def _named(self, plan: PromptPlan, start: int, stop: int) -> tuple[Tensor, Tensor]:
+        """`named_colours` of frames start..stop-1: the share of each frame whose phrase names each colour [1, P, T]
+        and names none [1, T] (a model without text names none)."""
+        texts, shares = plan.window(start, stop)
+        return named_colours(texts if self.pipe.uses_text else [[""]] * len(texts), shares)
+
+    def _anchor(self, video: Tensor) -> None:
+        """Keep the colour masses of the first window `video` [C, T, H, W] as the reference of every later window."""
+        if self.reference is not None or self.options["identity_guidance"] == 0:
+            return
+        named, unnamed = self._named(self.plan, 0, video.shape[1])
+        masses = colour_masses(video[None].to(self.pipe.device)).mean(-1)
+        area = smallest_disc_area(self.simulator, video.shape[-1])
+        named, unnamed = named.mean(-1).to(masses), unnamed.mean(-1, keepdim=True).to(masses)
+        self.reference = named * masses.clamp(min=area) + unnamed * masses
 
     # ------------------------------------------------------------------ autoregressive windows with overlap
 
@@ -143,6 +185,7 @@ class LongVideo:
             if previous is not None:  # start > previous_start and done - start <= window: within the last window
                 given.update({i - start: previous[:, i - previous_start] for i in range(start, done)})
             previous = self._sample_window(start, stop, _known(given, self.window), index)
+            self._anchor(previous)
             previous_start, index = start, index + 1
             for i in range(done, stop):
                 yield previous[:, i - start]
@@ -154,12 +197,30 @@ class LongVideo:
         pipe = self.pipe
         if known is not None and known.whole_frames.all():  # dense keyframes: nothing left to sample
             return known.video[0].clamp(-1, 1).cpu()
-        generator = _noise_generator(self.seed, index, pipe.device)
-        noise = torch.randn((1, self.shape[0], stop - start, *self.shape[1:]), generator=generator, device=pipe.device)
-        x, times = pipe.start(noise, self.steps, self.time_grid, known)
-        video = get_sampler(self.sampler)(self._denoiser(self.plan, start, stop, known), x, times, pipe.schedule,
-                                          generator=generator)
-        return video[0].clamp(-1, 1).cpu()
+        denoise, best, fewest = self._denoiser(self.plan, start, stop, known), None, None
+        for attempt in range(self.retries + 1):
+            generator = _noise_generator(self.seed, index, pipe.device, attempt)
+            noise = torch.randn((1, self.shape[0], stop - start, *self.shape[1:]), generator=generator,
+                                device=pipe.device)
+            x, times = pipe.start(noise, self.steps, self.time_grid, known)
+            video = get_sampler(self.sampler)(denoise, x, times, pipe.schedule, generator=generator)[0].clamp(-1, 1)
+            missing = self._missing(video, start, stop, known)
+            if fewest is None or missing < fewest:
+                best, fewest = video, missing
+            if missing == 0:
+                break
+        return best.cpu()
+
+    def _missing(self, video: Tensor, start: int, stop: int, known: KnownPixels | None) -> int:
+        """How many sampled frames of `video` [C, T, H, W] (frames start..stop-1) lack a colour their phrase names:
+        its read-out mass under half the simulator's smallest disc."""
+        named, _ = self._named(self.plan, start, stop)
+        asked = named[0].to(video.device) >= 0.5  # [P, T]
+        masses = colour_masses(video[None])[0]
+        lacking = (asked & (masses < smallest_disc_area(self.simulator, video.shape[-1]) / 2)).any(0)
+        if known is not None:
+            lacking &= ~known.whole_frames[0].to(lacking.device)
+        return int(lacking.sum())
 
     # ------------------------------------------------------------------ FIFO queue with diagonal levels
 
@@ -204,8 +265,8 @@ class LongVideo:
 
 def generate_long(pipe: TextToVideoPipeline, prompt: PromptSpec, num_frames: int, **options) -> Iterator[Tensor]:
     """The frames [C, H, W] in [-1, 1] of one video of any length, each as soon as it is final (see `LongVideo` for
-    the options: mode window | fifo, window, overlap, partitions, keyframes, sampler settings); bad options are a
-    KinemaError here, before any work."""
+    the options: mode window | fifo, window, overlap, partitions, keyframes, sampler settings, identity_guidance and
+    window mode's retries); bad options are a KinemaError here, before any work."""
     return iter(LongVideo(pipe, prompt, num_frames, **options))
 
 

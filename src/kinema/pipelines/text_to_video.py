@@ -25,6 +25,8 @@ from kinema.config import Config
 from kinema.control.binding import bind_objects, prompt_colours
 from kinema.control.camera import camera_energy, parse_camera
 from kinema.control.direction import direction_energy
+from kinema.control.identity_energy import identity_energy, known_masses, named_colours
+from kinema.control.keyframe_physics import onto_keyframe_paths, sparse_keyframe_paths
 from kinema.control.physics_energy import physics_energy, project_to_physics
 from kinema.control.trajectory import TrajectorySpec
 from kinema.control.trajectory_energy import trajectory_energy
@@ -122,19 +124,20 @@ class TextToVideoPipeline:
             indices.append(item)
         return torch.tensor(indices, dtype=torch.long)
 
-    def _conditioning(self, prompts: list[str], labels: Tensor | None, negative_prompt: str,
+    def _conditioning(self, prompts: list[str], labels: Tensor | None, negative_prompt: str | list[str],
                       guided: bool) -> Conditioning:
         """The conditional rows (prompts, labels), followed when `guided` by the unconditional ones (the negative
-        prompt, no class)."""
+        prompt, one for all or one per video; no class)."""
         fields, count = self.model.conditioning_fields, len(prompts)
-        texts = prompts + [negative_prompt] * count if guided else prompts
+        negatives = [negative_prompt] * count if isinstance(negative_prompt, str) else list(negative_prompt)
+        texts = prompts + negatives if guided else prompts
         cond = prompt_conditioning(texts, self.text_encoder, fields)
         if "labels" in fields:
             given = torch.full((count,), -1, dtype=torch.long) if labels is None else labels
             cond.labels = torch.cat([given, torch.full_like(given, -1)]) if guided else given
         return cond.to(self.device)
 
-    def _guided(self, texts: list[str], labels: Tensor | None, negative_prompt: str, guidance: float,
+    def _guided(self, texts: list[str], labels: Tensor | None, negative_prompt: str | list[str], guidance: float,
                 known: KnownPixels | None, controls: Conditioning | None = None) -> DenoiseFn:
         """The x0 denoiser of one text per video, with classifier-free guidance, reading `known` when the model
         takes known pixels and the control maps and knobs of `controls` (both guidance branches see them: guidance
@@ -152,12 +155,13 @@ class TextToVideoPipeline:
         return batched_classifier_free_guidance(denoise, guidance) if guided else denoise
 
     def denoiser(self, plan: PromptPlan, start: int, stop: int, *, labels: Tensor | None = None,
-                 guidance: float = 1.0, negative_prompt: str = "", known: KnownPixels | None = None,
+                 guidance: float = 1.0, negative_prompt: str | list[str] = "", known: KnownPixels | None = None,
                  known_guidance: float = 0.0, motion_strength: float | None = None,
                  direction_guidance: float = 0.0, controls: Conditioning | None = None,
                  trajectory: TrajectorySpec | None = None, trajectory_guidance: float = 0.0,
                  physics_guidance: float = 0.0, physics_projection: float = 0.0, camera: Tensor | None = None,
-                 camera_guidance: float = 0.0) -> DenoiseFn:
+                 camera_guidance: float = 0.0, identity_guidance: float = 0.0,
+                 identity_masses: Tensor | None = None) -> DenoiseFn:
         """The guided x0 denoiser of frames start..stop-1 of the videos `plan` describes: each frame's estimate is
         its phrases' estimates weighted by how much they own it; `known` (pixels of these frames) is kept by
         replacement, after `known_guidance` steps of reconstruction guidance; `motion_strength` scales motion away
@@ -165,7 +169,8 @@ class TextToVideoPipeline:
         `controls` holds the control maps and knobs of a model trained with them. `trajectory_guidance` steers the
         objects of `trajectory` (over the video's frames, at its size) along their paths and `physics_guidance` the
         objects the prompts name (or the trajectory's) toward gravity, smooth acceleration and no overlap
-        (`_steered`)."""
+        (`_steered`); `identity_guidance` keeps each object's count and colour over the frames: the colour masses
+        `identity_masses` [B, P] (NaN rows: those the prompts name), by default those of `known`'s whole frames."""
         texts, weights = plan.window(start, stop)
         known = None if known is None else known.to(self.device)
         estimates = [self._guided(phrases, labels, negative_prompt, guidance, known, controls) for phrases in texts]
@@ -177,7 +182,8 @@ class TextToVideoPipeline:
             def denoise(x: Tensor, t: Tensor) -> Tensor:
                 return sum(shares[:, k].to(x.dtype) * estimate(x, t) for k, estimate in enumerate(estimates))
         denoise = self._steered(denoise, plan, start, stop, direction_guidance, trajectory, trajectory_guidance,
-                                physics_guidance, physics_projection, camera, camera_guidance)
+                                physics_guidance, physics_projection, camera, camera_guidance, identity_guidance,
+                                known, identity_masses)
         if known is None:
             return denoise
         if motion_strength is not None:
@@ -187,12 +193,27 @@ class TextToVideoPipeline:
             denoise = known.scaling_motion(denoise, motion_strength)
         return known.keeping(denoise, known_guidance)
 
+    def _on_keyframe_paths(self, video: Tensor, known: KnownPixels, strength: float) -> Tensor:
+        """`video` with each object seen in every wholly given frame of a video with sparse keyframes moved `strength`
+        of the way onto the physical path through its given positions nearest to where it is drawn
+        (kinema.control.keyframe_physics); the given pixels kept."""
+        simulator = self.config.data if self.config.data_kind == "balls" else BouncingBallsConfig()
+        paths = sparse_keyframe_paths(known.video, known.whole_frames, simulator)
+        if not any(found.colours for found in paths):
+            return video
+        moved = onto_keyframe_paths(video.clamp(-1, 1), paths, strength)
+        return torch.where(known.mask.to(video.device), known.video.to(video), moved)
+
     def _steered(self, denoise: DenoiseFn, plan: PromptPlan, start: int, stop: int, direction_guidance: float,
                  trajectory: TrajectorySpec | None, trajectory_guidance: float, physics_guidance: float,
-                 physics_projection: float, camera: Tensor | None = None, camera_guidance: float = 0.0) -> DenoiseFn:
-        """`denoise` with one reconstruction guidance by the weighted sum of the direction, trajectory, physics and
-        camera energies that are on (kinema.control; `camera`: steps [T-1, 4] of frames start..stop-1), then, with `physics_projection` in (0, 1], each estimate's objects
-        moved that share of the way onto the simulator's fit of their paths at times <= 0.5 (project_to_physics)."""
+                 physics_projection: float, camera: Tensor | None = None, camera_guidance: float = 0.0,
+                 identity_guidance: float = 0.0, known: KnownPixels | None = None,
+                 identity_masses: Tensor | None = None) -> DenoiseFn:
+        """`denoise` with one reconstruction guidance by the weighted sum of the direction, trajectory, physics,
+        camera and identity energies that are on (kinema.control; `camera`: steps [T-1, 4] of frames start..stop-1;
+        identity: masses kept as `identity_masses` or `known`'s whole frames give, else as the prompts' colours ask, or, for a model without
+        text, each colour's own), then, with `physics_projection` in (0, 1], each estimate's objects moved that share
+        of the way onto the simulator's fit of their paths at times <= 0.5 (project_to_physics)."""
         prompts = [" ".join(phrases) for phrases in zip(*plan.texts)]
         bound = None  # the trajectory objects' colours; every prompt must name every object
         if trajectory is not None:
@@ -214,6 +235,13 @@ class TextToVideoPipeline:
         if camera is not None and camera_guidance > 0:
             steps = camera[start : max(start, stop - 1)].to(self.device).expand(len(prompts), -1, -1)
             energies.append((camera_guidance, camera_energy(steps)))
+        if identity_guidance > 0:
+            texts, shares = plan.window(start, stop)
+            named, unnamed = named_colours(texts if self.uses_text else [[""] * len(prompts)] * len(texts), shares)
+            masses = identity_masses if identity_masses is not None or known is None else \
+                known_masses(known.video, known.whole_frames)
+            energies.append((identity_guidance, identity_energy(named.to(self.device), unnamed.to(self.device),
+                                                                simulator, masses)))
         if energies:
             denoise = reconstruction_guidance(denoise, lambda x: sum(w * energy(x) for w, energy in energies), 1.0)
         if physics_projection == 0:
@@ -248,9 +276,11 @@ class TextToVideoPipeline:
               inverting: DenoiseFn | None = None) -> tuple[Tensor, Tensor]:
         """(x at the first time, the time grid) of a sampling run: `strength` < 1 starts from `init_video` noised to
         time `strength` with the grid scaled to end there (SDEdit, Meng et al. 2022), using round(steps * strength)
-        steps, or, given the `inverting` denoiser, from its DDIM inversion up that grid; a model that reads known
+        steps, or, given the `inverting` denoiser, from its DDIM inversion up that grid of `steps` steps (the
+        inversion's error, which the edit's guidance amplifies, falls with the step size); a model that reads known
         pixels takes wholly known frames clean at time 0 (a per-frame grid)."""
-        times = sampling_times(self.schedule, max(1, round(steps * strength)), time_grid) * strength
+        count = steps if inverting is not None else max(1, round(steps * strength))
+        times = sampling_times(self.schedule, count, time_grid) * strength
         x = noise
         if strength < 1 and inverting is not None:
             x = ddim_invert(inverting, init_video.to(noise), times.flip(0), self.schedule)
@@ -276,7 +306,8 @@ class TextToVideoPipeline:
                  attributes: dict[str, float | None] | None = None, trajectory: TrajectorySpec | None = None,
                  trajectory_guidance: float | None = None, physics_guidance: float = 0.0,
                  physics_projection: float = 0.0, camera: str | Tensor | None = None,
-                 camera_guidance: float | None = None) -> Tensor:
+                 camera_guidance: float | None = None, identity_guidance: float | None = None,
+                 keyframe_physics: float | None = None) -> Tensor:
         """Generate one video per prompt (of class `labels`: one for all, or one per prompt); options left None take
         the model's sampling spec, and 0 is an error, never a default. `time_grid` spaces the sampler's times
         (uniform | trailing | karras | shifted, kinema.diffusion.time_grids).
@@ -292,8 +323,12 @@ class TextToVideoPipeline:
         from the nearest given frame. `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1
         samples afresh; with `source_prompt` (what the video shows, one for all or one per video; "" for none) it starts
         from the video's DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
-        keeps paths closer, and samples with DDIM unless `sampler` says otherwise. An edit keeps the video's motion:
-        direction guidance is off unless given.
+        keeps paths closer, over `steps` steps each way, and samples with DDIM unless `sampler` says otherwise; the
+        source prompt is then the negative prompt unless one is given, so that guidance amplifies the edit's direction
+        (target - source) and an edit to the source prompt returns the video at any scale (negative-prompt inversion,
+        Miyake et al. 2023). An edit's `guidance` and `identity_guidance` default to the model's `edit_guidance` and
+        `edit_identity_guidance` (the colours the prompt names, pulled in over the old ones), and it keeps the video's
+        motion: direction guidance is off unless given.
 
         `controls` gives a model trained with control maps (`model.controls`: trajectory, camera, low_res_x2, ...)
         its maps, each [1 or B, channels, T, H, W] at the video's size; `attributes` its knobs ({"speed": 2.0, ...});
@@ -306,7 +341,13 @@ class TextToVideoPipeline:
         trajectory) on a trajectory energy (kinema.control.trajectory_energy); `physics_guidance` pushes the objects
         toward constant gravity, smooth acceleration and no overlap (kinema.control.physics_energy), and
         `physics_projection` in [0, 1] moves each estimate's objects that share of the way onto the simulator's fit of
-        their paths in the later half of the steps. All guidance energies share one backward pass per step.
+        their paths in the later half of the steps. `identity_guidance` (default: the model's sampling spec) keeps each
+        object's count and colour over the frames: those of the wholly given frames, else those the prompt names, else
+        (no colour named, or a model without text) each colour's own mass over time (kinema.control.identity_energy).
+        All guidance energies share one backward pass per step. `keyframe_physics` in [0, 1] (default 1 for a pixel
+        model of the balls data, else 0) moves each object seen in every given frame of a video with sparse keyframes
+        (3 or more unknown frames between two) that share of the way, once sampled, onto the physical path
+        through its given positions nearest to where the model drew it (kinema.control.keyframe_physics).
 
         A model trained with the `trajectory` control (or `camera`) also reads the trajectory drawn as its control
         map (or the camera's flow). `camera` is a move ('pan-left:2,zoom-in:1.02', a per-step CSV / JSON file, or
@@ -318,16 +359,24 @@ class TextToVideoPipeline:
         frames = _at_least("num_frames", spec.num_frames if num_frames is None else num_frames, 1)
         height = _at_least("height", spec.height if height is None else height, 1)
         width = _at_least("width", spec.width if width is None else width, 1)
-        guidance = defaults.guidance if guidance is None else guidance
         strength = 1.0 if strength is None else strength
         if not 0 <= strength <= 1:
             raise KinemaError(f"strength must be in [0, 1] (0 returns the video, 1 samples afresh), got {strength}")
         editing = init_video is not None and strength < 1  # the motion is the video's: no direction by default
+        guidance = (defaults.edit_guidance if editing else defaults.guidance) if guidance is None else guidance
         direction_guidance = _at_least("direction guidance", (0.0 if editing else defaults.direction_guidance)
                                        if direction_guidance is None else direction_guidance, 0)
         trajectory_guidance = _at_least("trajectory guidance", (0.0 if trajectory is None else 1.0)
                                         if trajectory_guidance is None else trajectory_guidance, 0)
         physics_guidance = _at_least("physics guidance", physics_guidance, 0)
+        keyframe_physics = (1.0 if self.config.data_kind == "balls" and self.latents is None else 0.0) \
+            if keyframe_physics is None else keyframe_physics
+        if not 0 <= keyframe_physics <= 1:
+            raise KinemaError(f"keyframe physics must be in [0, 1] (the share of the way onto a physical path through "
+                              f"the keyframes), got {keyframe_physics}")
+        identity_guidance = _at_least("identity guidance", (defaults.edit_identity_guidance if editing else
+                                                            defaults.identity_guidance)
+                                      if identity_guidance is None else identity_guidance, 0)
         if not 0 <= physics_projection <= 1:
             raise KinemaError(f"physics projection must be in [0, 1] (the share of the way onto a simulated path), "
                               f"got {physics_projection}")
@@ -373,26 +422,34 @@ class TextToVideoPipeline:
                 raise KinemaError("trajectory, physics and camera guidance read pixel frames: a latent model takes "
                                   "none yet (set trajectory_guidance, physics_guidance, physics_projection and "
                                   "camera_guidance to 0)")
+            if identity_guidance > 0:
+                raise KinemaError("identity guidance reads objects in pixel frames: a latent model takes none yet "
+                                  "(set identity_guidance to 0)")
+            if keyframe_physics > 0:
+                raise KinemaError("keyframe physics moves objects in pixel frames: a latent model takes none yet "
+                                  "(set keyframe_physics to 0)")
             shape, known, init_video = self._in_latents(shape, known, init_video)
             frames = shape[2]
             motion_controls.control = resized_control(motion_controls.control, shape[2:])
         generator = torch.Generator(self.device).manual_seed(seed)
         noise = torch.randn(shape, generator=generator, device=self.device)
         plan = plan_prompts(prompts, frames, prompt_blend)
+        sources = None
+        if source_prompt is not None and strength < 1:
+            sources = [source_prompt] * len(prompts) if isinstance(source_prompt, str) else list(source_prompt)
+            if len(sources) != len(prompts):
+                raise KinemaError(f"{len(sources)} source prompts for {len(prompts)} videos: give one, or one per video")
+            negative_prompt = negative_prompt or sources  # guide from what the video shows (Miyake et al. 2023)
         denoise = self.denoiser(plan, 0, frames, labels=label_indices, guidance=guidance,
                                 negative_prompt=negative_prompt, known=known, known_guidance=known_guidance,
                                 motion_strength=motion_strength, direction_guidance=direction_guidance,
                                 controls=motion_controls, trajectory=trajectory,
                                 trajectory_guidance=trajectory_guidance, physics_guidance=physics_guidance,
                                 physics_projection=physics_projection, camera=camera,
-                                camera_guidance=camera_guidance)
-        inverting = None
-        if source_prompt is not None and strength < 1:
-            sources = [source_prompt] * len(prompts) if isinstance(source_prompt, str) else list(source_prompt)
-            if len(sources) != len(prompts):
-                raise KinemaError(f"{len(sources)} source prompts for {len(prompts)} videos: give one, or one per video")
-            inverting = self.denoiser(plan_prompts(sources, frames, prompt_blend), 0, frames, labels=label_indices,
-                                      known=known, controls=motion_controls)
+                                camera_guidance=camera_guidance, identity_guidance=identity_guidance)
+        inverting = None if sources is None else self.denoiser(
+            plan_prompts(sources, frames, prompt_blend), 0, frames, labels=label_indices, known=known,
+            controls=motion_controls)
         x, times = self.start(noise, steps, defaults.time_grid if time_grid is None else time_grid, known,
                               init_video, strength, inverting)
         with tqdm(total=len(times) - 1, desc="sampling", unit="step", disable=not progress, leave=False) as bar:
@@ -403,6 +460,8 @@ class TextToVideoPipeline:
             if given is not None:  # the given pixels exactly, as in pixel space
                 given = given.to(self.device)
                 video = torch.where(given.mask, given.video.to(video), video)
+        if given is not None and keyframe_physics > 0:
+            video = self._on_keyframe_paths(video, given.to(self.device), keyframe_physics)
         return video.clamp(-1, 1).cpu()
 
     def _in_latents(self, shape: tuple[int, ...], known: KnownPixels | None, init_video: Tensor | None

@@ -92,6 +92,13 @@ def _sampling(seed, steps, sampler, guidance, negative_prompt) -> dict:
                 negative_prompt=negative_prompt)
 
 
+def _edit_sampling(options: dict, card) -> dict:
+    """An edit's sampler options: the page's guidance and sampler only where changed from the model's defaults, so
+    that an edit otherwise takes the model's edit guidance (and DDIM from an inversion)."""
+    return {name: value for name, value in options.items()
+            if not (name in ("guidance", "sampler") and value == getattr(card, name))}
+
+
 def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", device: str = "cpu") -> gr.Blocks:
     """The studio page for `model` (None: the shipped models), keeping results in `gallery`."""
     pipelines, shelf = Pipelines(device), Gallery(gallery)
@@ -297,6 +304,8 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                 options.update({"interpolate": dict(factor=int(factor_value or 2)),
                                 "predict": dict(frames=int(frames_value) or None),
                                 "edit": dict(strength=strength_value, source=source_text or None)}.get(command, {}))
+                if command == "edit":
+                    options = _edit_sampling(options, found)
                 return Job(command, text or "", model_dir, inputs, options, _scale(found))
 
             yield from submit(make)
