@@ -250,7 +250,8 @@ class Runner:
                                  init_video=None if strength is None else clips[part], strength=strength,
                                  source_prompt=None if sources is None else sources[part], progress=False,
                                  identity_guidance=self.args.identity_guidance,
-                                 keyframe_physics=self.args.keyframe_physics))
+                                 keyframe_physics=self.args.keyframe_physics,
+                                 physics_guidance=self.args.physics_guidance))
         self.seconds[task] = (time.perf_counter() - started) / len(captions)
         return torch.cat(out)
 
@@ -414,6 +415,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", default="benchmarks/results/frame_tasks.json")
     parser.add_argument("--identity-guidance", type=float, default=None,
                         help="identity guidance weight (default: the model's)")
+    parser.add_argument("--physics-guidance", type=float, default=0.0, help="physics guidance weight (default 0)")
     parser.add_argument("--keyframe-physics", type=float, default=None,
                         help="share of the way onto physical paths through sparse keyframes (default: the pipeline's)")
     args = parser.parse_args(argv)
@@ -455,10 +457,11 @@ def run(args: argparse.Namespace) -> dict:
                  "clips with train.seed (1 for configs/balls_frames.yaml, 0 for the text-to-video model), so none "
                  "of these was trained on", "captions": captions},
         "sampling": {"sampler": defaults.sampler, "steps": args.steps or defaults.steps, "guidance": defaults.guidance,
-                     "edit_guidance": defaults.edit_guidance,
+                     "edit_guidance": defaults.edit_guidance, "edit_identity_guidance": defaults.edit_identity_guidance,
                      "direction_guidance": defaults.direction_guidance, "seed": args.seed,
                      "identity_guidance": defaults.identity_guidance if args.identity_guidance is None
-                     else args.identity_guidance, "keyframe_physics": args.keyframe_physics},  # None: the default
+                     else args.identity_guidance, "keyframe_physics": args.keyframe_physics,  # None: the default
+                     "physics_guidance": args.physics_guidance},
         "machine": machine_info(pipe.device),
         "seconds_per_clip": {**runner.seconds, "total": (time.perf_counter() - started) / args.clips},
         "tasks": tasks,
