@@ -570,7 +570,8 @@ def edit(
     options: dict = None,
 ):
     """Edit a video with a prompt (SDEdit, or from its DDIM inversion): keep its motion, change what it shows.
-    Guidance defaults to the model's edit guidance (sample.edit_guidance), stronger than for generation."""
+    Guidance defaults to the model's edit guidance (sample.edit_guidance), stronger than for generation, and identity
+    guidance to sample.edit_identity_guidance (30 for the shipped model: the prompt's colours pulled in)."""
     from kinema.pipelines.task_inputs import edit_inputs
 
     _run_task({**options, "prompt": prompt}, edit_inputs(_model_spec(options["checkpoint"]), clip, strength, source))
