@@ -21,6 +21,7 @@ import torch
 from scipy.optimize import least_squares
 from torch import Tensor
 
+from kinema.control.identity_energy import smallest_disc_area
 from kinema.control.physics_energy import move_objects, scaled_simulator
 from kinema.control.readout import TEMPERATURE, object_positions
 from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, simulate_trajectories
@@ -80,7 +81,7 @@ def keyframe_paths(frames: Tensor, given: Tensor, simulator: BouncingBallsConfig
     names = list(BALL_COLORS)
     positions, mass = object_positions(frames[None, :, indices].double(), names, temperature)
     positions, mass = positions[0].cpu().numpy(), mass[0].cpu().numpy()
-    smallest = math.pi * simulator.radius_range[0] ** 2 / 2  # half the smallest disc's mass
+    smallest = smallest_disc_area(simulator, width) / 2  # half the smallest disc's mass
     colours, radii, candidates = [], [], []
     for k, name in enumerate(names):
         radius = math.sqrt(mass[k].max() / math.pi)

@@ -36,8 +36,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from kinema.conditioning.anchored import PromptPlan, PromptSpec, plan_prompts
-from kinema.control.identity_energy import colour_masses, named_colours, smallest_disc_area
-from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig
+from kinema.control.identity_energy import colour_masses, smallest_disc_area
+from kinema.data.physics_balls import BALL_COLORS
 from kinema.diffusion import get_sampler
 from kinema.diffusion.guidance import DenoiseFn
 from kinema.diffusion.time_grids import time_grid as sampling_times
@@ -135,7 +135,6 @@ class LongVideo:
             direction_guidance=defaults.direction_guidance if direction_guidance is None else direction_guidance,
             identity_guidance=identity_guidance if identity_guidance is not None else defaults.identity_guidance
             if mode == "fifo" else max(defaults.identity_guidance, LONG_IDENTITY_GUIDANCE))
-        self.simulator = pipe.config.data if pipe.config.data_kind == "balls" else BouncingBallsConfig()
         self.reference: Tensor | None = None  # [1, P] colour masses every window keeps (identity guidance)
         if self.options["identity_guidance"] < 0:
             raise KinemaError(f"identity guidance must be at least 0 (0 = off), got "
@@ -157,19 +156,13 @@ class LongVideo:
             masses = torch.full((1, len(BALL_COLORS)), math.nan, device=self.pipe.device)
         return self.pipe.denoiser(plan, start, stop, known=known, identity_masses=masses, **self.options)
 
-    def _named(self, plan: PromptPlan, start: int, stop: int) -> tuple[Tensor, Tensor]:
-        """`named_colours` of frames start..stop-1: the share of each frame whose phrase names each colour [1, P, T]
-        and names none [1, T] (a model without text names none)."""
-        texts, shares = plan.window(start, stop)
-        return named_colours(texts if self.pipe.uses_text else [[""]] * len(texts), shares)
-
     def _anchor(self, video: Tensor) -> None:
         """Keep the colour masses of the first window `video` [C, T, H, W] as the reference of every later window."""
         if self.reference is not None or self.options["identity_guidance"] == 0:
             return
-        named, unnamed = self._named(self.plan, 0, video.shape[1])
+        named, unnamed = self.pipe.named_colours(self.plan, 0, video.shape[1])
         masses = colour_masses(video[None].to(self.pipe.device)).mean(-1)
-        area = smallest_disc_area(self.simulator, video.shape[-1])
+        area = smallest_disc_area(self.pipe.simulator, video.shape[-1])
         named, unnamed = named.mean(-1).to(masses), unnamed.mean(-1, keepdim=True).to(masses)
         self.reference = named * masses.clamp(min=area) + unnamed * masses
 
@@ -214,10 +207,10 @@ class LongVideo:
     def _missing(self, video: Tensor, start: int, stop: int, known: KnownPixels | None) -> int:
         """How many sampled frames of `video` [C, T, H, W] (frames start..stop-1) lack a colour their phrase names:
         its read-out mass under half the simulator's smallest disc."""
-        named, _ = self._named(self.plan, start, stop)
+        named, _ = self.pipe.named_colours(self.plan, start, stop)
         asked = named[0].to(video.device) >= 0.5  # [P, T]
         masses = colour_masses(video[None])[0]
-        lacking = (asked & (masses < smallest_disc_area(self.simulator, video.shape[-1]) / 2)).any(0)
+        lacking = (asked & (masses < smallest_disc_area(self.pipe.simulator, video.shape[-1]) / 2)).any(0)
         if known is not None:
             lacking &= ~known.whole_frames[0].to(lacking.device)
         return int(lacking.sum())

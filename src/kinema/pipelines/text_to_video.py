@@ -100,6 +100,18 @@ class TextToVideoPipeline:
         """False for a model without text (text_dim 0): prompts then only set how many videos to make."""
         return self.model.text_dim > 0
 
+    @property
+    def simulator(self) -> BouncingBallsConfig:
+        """The physics-balls simulator the model learned (the default one for other data): the guidance energies'
+        gravity, ball sizes and speeds."""
+        return self.config.data if self.config.data_kind == "balls" else BouncingBallsConfig()
+
+    def named_colours(self, plan: PromptPlan, start: int, stop: int) -> tuple[Tensor, Tensor]:
+        """kinema.control.identity_energy.named_colours of frames start..stop-1 of `plan` (a model without text
+        names none)."""
+        texts, shares = plan.window(start, stop)
+        return named_colours(texts if self.uses_text else [[""] * shares.shape[0]] * len(texts), shares)
+
     def class_labels(self, labels: int | str | Sequence[int | str], count: int) -> Tensor:
         """Label indices [count] from class indices or names (one for every video, or one per video)."""
         classes = self.model.num_classes
@@ -197,8 +209,7 @@ class TextToVideoPipeline:
         """`video` with each object seen in every wholly given frame of a video with sparse keyframes moved `strength`
         of the way onto the physical path through its given positions nearest to where it is drawn
         (kinema.control.keyframe_physics); the given pixels kept."""
-        simulator = self.config.data if self.config.data_kind == "balls" else BouncingBallsConfig()
-        paths = sparse_keyframe_paths(known.video, known.whole_frames, simulator)
+        paths = sparse_keyframe_paths(known.video, known.whole_frames, self.simulator)
         if not any(found.colours for found in paths):
             return video
         moved = onto_keyframe_paths(video.clamp(-1, 1), paths, strength)
@@ -227,7 +238,7 @@ class TextToVideoPipeline:
             radii = torch.tensor([[o.radius for o in trajectory.objects]] * len(prompts), device=self.device)
             energies.append((trajectory_guidance, trajectory_energy(targets, radii, bound)))
         objects = [bound or prompt_colours(prompt) for prompt in prompts]
-        simulator = self.config.data if self.config.data_kind == "balls" else BouncingBallsConfig()
+        simulator = self.simulator
         if physics_guidance > 0:
             physics = [physics_energy(colours, simulator) for colours in objects]
             energies.append((physics_guidance, lambda x: torch.cat([energy(x[b:b + 1])
@@ -236,8 +247,7 @@ class TextToVideoPipeline:
             steps = camera[start : max(start, stop - 1)].to(self.device).expand(len(prompts), -1, -1)
             energies.append((camera_guidance, camera_energy(steps)))
         if identity_guidance > 0:
-            texts, shares = plan.window(start, stop)
-            named, unnamed = named_colours(texts if self.uses_text else [[""] * len(prompts)] * len(texts), shares)
+            named, unnamed = self.named_colours(plan, start, stop)
             masses = identity_masses if identity_masses is not None or known is None else \
                 known_masses(known.video, known.whole_frames)
             energies.append((identity_guidance, identity_energy(named.to(self.device), unnamed.to(self.device),
