@@ -70,7 +70,8 @@ def knob_rows(pipe: TextToVideoPipeline, knob: str, args: argparse.Namespace) ->
         for prompt in PROMPTS[: args.prompts]:
             started = time.perf_counter()
             videos = pipe([prompt] * args.videos, steps=args.steps, seed=args.seed, progress=False,
-                          attributes={knob: value})
+                          attributes={knob: value},
+                          **({"speed_guidance": args.speed_guidance} if knob == "speed" else {}))
             seconds.append((time.perf_counter() - started) / args.videos)
             measured += [measure(knob, v) for v in videos]
             colours += [colour_ok(v, prompt.split()[1]) for v in videos]
@@ -103,17 +104,21 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=2, help="how many of the held-out prompts")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--knobs", nargs="+", default=None, help="knobs to measure (default: every one it reads)")
+    parser.add_argument("--speed-guidance", type=float, default=None,
+                        help="guidance toward the speed knob (kinema.control.speed_energy; default: the pipeline's)")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/attribute_knobs.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     pipe = TextToVideoPipeline.from_pretrained(args.checkpoint)
     results = {"checkpoint": relative(args.checkpoint), "videos_per_value": args.videos * args.prompts,
+               "speed_guidance": args.speed_guidance,  # None: the pipeline's default
                "reference": simulator_reference(pipe, 16)}
     print(f"{'knob':<11} {'values':<32} {'measured (mean per value)':<44} {'rho vids':>8} {'rho means':>9} "
           f"{'colour':>6} {'s/video':>7}")
     for knob in pipe.model.attributes:
-        if knob not in VALUES:
+        if knob not in VALUES or (args.knobs and knob not in args.knobs):
             continue
         row = results[knob] = knob_rows(pipe, knob, args)
         print(f"{knob:<11} {str(row['values']):<32} {str([round(m, 2) for m in row['measured_mean']]):<44} "

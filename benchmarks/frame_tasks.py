@@ -16,7 +16,8 @@ clip's own caption. Tasks, all through the Python API (TextToVideoPipeline, Know
   and blended);
 - animation: frame 0 given; its PSNR against the input (replacement keeps it exactly), and how often the clip
   keeps its ball count and colours in every frame (kinema.metrics.physics.identity_scores), next to how often
-  the real clips do, and how often no ball moves at all;
+  the real clips do, how often no ball moves at all, and how often each ball the caption sends to the left or the
+  right moves that way on average;
 - inpainting: a space-time box over the first ball (frames T/4..3T/4, a 3/8-side square) made anew; PSNR of the
   pixels outside the box (kept by replacement) and inside it against the truth, next to filling the hole with
   the frame before it;
@@ -193,6 +194,32 @@ def identity_kept(video: Tensor) -> dict[str, float]:
             "still": float(not steps.size or steps.max() < STILL)}
 
 
+def asked_directions(caption: str) -> dict[str, int]:
+    """{colour: -1 (left) or +1 (right)} for each ball the caption sends to the left or the right."""
+    asked = {}
+    for phrase in re.split(r"\band\b(?= an? \w+ ball)", caption):
+        colour, side = re.search(r"\ban? (\w+) ball\b", phrase), re.search(r"\bto the (left|right)\b", phrase)
+        if colour and side:
+            asked[colour.group(1)] = -1 if side.group(1) == "left" else 1
+    return asked
+
+
+def direction_kept(video: Tensor, caption: str) -> float:
+    """1 when every ball the caption sends left or right moves that way on average (its tracks' mean horizontal
+    step), 0 when one does not, NaN when the caption asks no direction."""
+    asked = asked_directions(caption)
+    if not asked:
+        return float("nan")
+    tracks = track_balls(video)
+    for colour, sign in asked.items():
+        rows = [k for k, labels in enumerate(tracks.labels) if (labels >= 0).any()
+                and tracks.palette[np.bincount(labels[labels >= 0]).argmax()] == colour]
+        steps = np.diff(tracks.centres[rows, :, 0], axis=1)
+        if not np.isfinite(steps).any() or np.sign(np.nanmean(steps)) != sign:
+            return 0.0
+    return 1.0
+
+
 def recoloured(clip: BallsClip, seed: int, index: int) -> tuple[str, set[str]]:
     """The clip's caption with its first ball's colour changed to one absent from the clip, and the colours asked."""
     match = re.search(r"\ban? (\w+) ball\b", clip.caption)
@@ -250,7 +277,8 @@ class Runner:
                                  init_video=None if strength is None else clips[part], strength=strength,
                                  source_prompt=None if sources is None else sources[part], progress=False,
                                  identity_guidance=self.args.identity_guidance,
-                                 keyframe_physics=self.args.keyframe_physics,
+                                 direction_guidance=self.args.direction_guidance,
+                                 keyframe_physics=self.args.keyframe_physics, retries=self.args.retries,
                                  physics_guidance=self.args.physics_guidance))
         self.seconds[task] = (time.perf_counter() - started) / len(captions)
         return torch.cat(out)
@@ -279,8 +307,8 @@ def interpolation(run: Runner, name: str, captions: list[str], clips: Tensor, gi
 def animation(run: Runner, captions: list[str], clips: Tensor) -> dict:
     """Frame 0 known: its PSNR against the input, and identity kept in the made clips and in the real ones."""
     made = run("animate", captions, clips, frame_mask(clips.shape, [0]))
-    kept = [identity_kept(v) for v in made]
-    real = [identity_kept(v) for v in clips]
+    kept = [{**identity_kept(v), "direction_kept": direction_kept(v, c)} for v, c in zip(made, captions)]
+    real = [{**identity_kept(v), "direction_kept": direction_kept(v, c)} for v, c in zip(clips, captions)]
     return {"frame0_psnr": psnr(made[:, :, :1], clips[:, :, :1]).tolist(),
             "kinema": {k: [row[k] for row in kept] for k in kept[0]},
             "real": {k: [row[k] for row in real] for k in real[0]}}
@@ -368,13 +396,13 @@ def table(report: dict) -> str:
                          f"{row['position_error_px']:.2f} | {row['position_coverage']:.2f} |")
     if "animate" in m:
         a = m["animate"]
-        lines += ["", "| animate | frame-0 PSNR dB | count kept | colours kept | both kept | no ball moves |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "| animate | frame-0 PSNR dB | count kept | colours kept | both kept | no ball moves | "
+                  "direction as captioned |", "|---|---|---|---|---|---|---|"]
         for name in ("kinema", "real"):
             psnr0 = f"{a['frame0_psnr']:.1f}" if name == "kinema" else "-"
             row = a[name]
             lines.append(f"| {name} | {psnr0} | {row['count_kept']:.2f} | {row['colours_kept']:.2f} | "
-                         f"{row['both_kept']:.2f} | {row['still']:.2f} |")
+                         f"{row['both_kept']:.2f} | {row['still']:.2f} | {row['direction_kept']:.2f} |")
     if "inpaint" in m:
         lines += ["", "| inpaint | PSNR outside dB | PSNR inside dB |", "|---|---|---|"]
         lines += [f"| {name} | {row['psnr_outside']:.1f} | {row['psnr_inside']:.2f} |"
@@ -415,7 +443,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", default="benchmarks/results/frame_tasks.json")
     parser.add_argument("--identity-guidance", type=float, default=None,
                         help="identity guidance weight (default: the model's)")
+    parser.add_argument("--direction-guidance", type=float, default=None,
+                        help="direction guidance weight (default: the pipeline's, off with given frames)")
     parser.add_argument("--physics-guidance", type=float, default=0.0, help="physics guidance weight (default 0)")
+    parser.add_argument("--retries", type=int, default=None,
+                        help="re-samplings of a video that breaks its given frames' balls (default: the pipeline's)")
     parser.add_argument("--keyframe-physics", type=float, default=None,
                         help="share of the way onto physical paths through sparse keyframes (default: the pipeline's)")
     args = parser.parse_args(argv)
@@ -458,9 +490,11 @@ def run(args: argparse.Namespace) -> dict:
                  "of these was trained on", "captions": captions},
         "sampling": {"sampler": defaults.sampler, "steps": args.steps or defaults.steps, "guidance": defaults.guidance,
                      "edit_guidance": defaults.edit_guidance, "edit_identity_guidance": defaults.edit_identity_guidance,
-                     "direction_guidance": defaults.direction_guidance, "seed": args.seed,
+                     "direction_guidance": args.direction_guidance,  # None: the default (off with given frames)
+                     "seed": args.seed,
                      "identity_guidance": defaults.identity_guidance if args.identity_guidance is None
-                     else args.identity_guidance, "keyframe_physics": args.keyframe_physics,  # None: the default
+                     else args.identity_guidance, "frames_identity_guidance": defaults.frames_identity_guidance,
+                     "keyframe_physics": args.keyframe_physics, "retries": args.retries,  # None: the default
                      "physics_guidance": args.physics_guidance},
         "machine": machine_info(pipe.device),
         "seconds_per_clip": {**runner.seconds, "total": (time.perf_counter() - started) / args.clips},

@@ -261,6 +261,8 @@ def generate(
     camera_guidance: Optional[float] = typer.Option(None, "--camera-guidance", help="how hard guidance pulls the "
                                                     "video toward the camera move (default 1, or 0 for a model "
                                                     "trained with the camera control)"),
+    speed_guidance: Optional[float] = typer.Option(None, "--speed-guidance", help="how hard guidance pulls the "
+                                                   "objects' mean speed toward --speed (default 1 with --speed)"),
 ):
     """Generate a video from a text prompt (the shipped model unless --checkpoint); longer ones window by window.
 
@@ -270,11 +272,11 @@ def generate(
         prompt = ""  # a model without text needs none
     spec = _prompt_spec(prompt, prompt_at)
     steering = _steering(spec, trajectory, trajectory_guidance, physics_guidance, physics_projection)
-    steering.update({name: value for name, value in (("camera", camera), ("camera_guidance", camera_guidance))
-                     if value is not None})
+    steering.update({name: value for name, value in (("camera", camera), ("camera_guidance", camera_guidance),
+                                                      ("speed_guidance", speed_guidance)) if value is not None})
     if steering and num_frames is not None and num_frames > _model_spec(checkpoint).num_frames:
-        raise KinemaError("--trajectory, --camera and physics guidance steer one window of the model's frames: leave "
-                          "out --num-frames or give at most the model's")
+        raise KinemaError("--trajectory, --camera, physics and speed guidance steer one window of the model's "
+                          "frames: leave out --num-frames or give at most the model's")
     if identity_guidance is not None:
         steering["identity_guidance"] = identity_guidance
     _generate(checkpoint, [spec], output, format, sheet, scale, fps, device, long,
@@ -440,6 +442,9 @@ TASK_OPTIONS = {  # options every frame task takes: name -> (type, option)
                                                        "in every given frame that share of the way onto the physical "
                                                        "path through them, when 3 or more frames lie between two "
                                                        "given ones (default: 1 for a balls model)")),
+    "retries": (Optional[int], typer.Option(None, "--retries", help="sample again, up to this many times, a video "
+                                            "whose made frames lose, add, resize or recolour a ball of the given "
+                                            "frames; the best attempt is kept (default 2; 0 = off)")),
 }
 
 

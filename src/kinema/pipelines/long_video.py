@@ -40,6 +40,7 @@ from kinema.control.identity_energy import colour_masses, smallest_disc_area
 from kinema.data.physics_balls import BALL_COLORS
 from kinema.diffusion import get_sampler
 from kinema.diffusion.guidance import DenoiseFn
+from kinema.diffusion.rejection import RETRIES, attempt_seed, fewest_faults
 from kinema.diffusion.time_grids import time_grid as sampling_times
 from kinema.errors import KinemaError
 from kinema.pipelines.known import KnownPixels
@@ -54,7 +55,7 @@ LONG_IDENTITY_GUIDANCE = 2.0  # the least default identity guidance in window mo
 def _noise_generator(seed: int, index: int, device: torch.device, attempt: int = 0) -> torch.Generator:
     """The generator of window (or queue frame) `index` (its `attempt`-th re-sampling): its noise depends on nothing
     else, so a later window never changes an earlier one."""
-    return torch.Generator(device).manual_seed(seed * 1_000_003 + index + attempt * 15_485_863)
+    return torch.Generator(device).manual_seed(attempt_seed(seed * 1_000_003 + index, attempt))
 
 
 def _keyframes_in(keyframes: dict[int, Tensor], start: int, stop: int) -> dict[int, Tensor]:
@@ -82,7 +83,7 @@ class LongVideo:
                  steps: int | None = None, sampler: str | None = None, time_grid: str | None = None,
                  guidance: float | None = None, direction_guidance: float | None = None,
                  identity_guidance: float | None = None, negative_prompt: str = "", seed: int = 0,
-                 prompt_blend: int = 4, height: int | None = None, width: int | None = None, retries: int = 2,
+                 prompt_blend: int = 4, height: int | None = None, width: int | None = None, retries: int = RETRIES,
                  progress: bool = False):
         spec, defaults = pipe.spec, pipe.spec.defaults
         if pipe.latents is not None:
@@ -190,21 +191,18 @@ class LongVideo:
         pipe = self.pipe
         if known is not None and known.whole_frames.all():  # dense keyframes: nothing left to sample
             return known.video[0].clamp(-1, 1).cpu()
-        denoise, best, fewest = self._denoiser(self.plan, start, stop, known), None, None
-        for attempt in range(self.retries + 1):
+        denoise = self._denoiser(self.plan, start, stop, known)
+
+        def sample(attempt: int) -> Tensor:
             generator = _noise_generator(self.seed, index, pipe.device, attempt)
             noise = torch.randn((1, self.shape[0], stop - start, *self.shape[1:]), generator=generator,
                                 device=pipe.device)
             x, times = pipe.start(noise, self.steps, self.time_grid, known)
-            video = get_sampler(self.sampler)(denoise, x, times, pipe.schedule, generator=generator)[0].clamp(-1, 1)
-            missing = self._missing(video, start, stop, known)
-            if fewest is None or missing < fewest:
-                best, fewest = video, missing
-            if missing == 0:
-                break
-        return best.cpu()
+            return get_sampler(self.sampler)(denoise, x, times, pipe.schedule, generator=generator).clamp(-1, 1)
 
-    def _missing(self, video: Tensor, start: int, stop: int, known: KnownPixels | None) -> int:
+        return fewest_faults(sample, lambda video: self._missing(video[0], start, stop, known), self.retries)[0].cpu()
+
+    def _missing(self, video: Tensor, start: int, stop: int, known: KnownPixels | None) -> Tensor:
         """How many sampled frames of `video` [C, T, H, W] (frames start..stop-1) lack a colour their phrase names:
         its read-out mass under half the simulator's smallest disc."""
         named, _ = self.pipe.named_colours(self.plan, start, stop)
@@ -213,7 +211,7 @@ class LongVideo:
         lacking = (asked & (masses < smallest_disc_area(self.pipe.simulator, video.shape[-1]) / 2)).any(0)
         if known is not None:
             lacking &= ~known.whole_frames[0].to(lacking.device)
-        return int(lacking.sum())
+        return lacking.sum()[None]
 
     # ------------------------------------------------------------------ FIFO queue with diagonal levels
 

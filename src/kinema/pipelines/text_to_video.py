@@ -25,9 +25,11 @@ from kinema.config import Config
 from kinema.control.binding import bind_objects, prompt_colours
 from kinema.control.camera import camera_energy, parse_camera
 from kinema.control.direction import direction_energy
-from kinema.control.identity_energy import identity_energy, known_masses, named_colours
+from kinema.control.identity_check import identity_faults
+from kinema.control.identity_energy import identity_energy, known_masses, named_colours, smallest_disc_area
 from kinema.control.keyframe_physics import onto_keyframe_paths, sparse_keyframe_paths
 from kinema.control.physics_energy import physics_energy, project_to_physics
+from kinema.control.speed_energy import speed_energy
 from kinema.control.trajectory import TrajectorySpec
 from kinema.control.trajectory_energy import trajectory_energy
 from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig
@@ -35,6 +37,7 @@ from kinema.diffusion import (batched_classifier_free_guidance, build_schedule, 
                               x0_denoiser)
 from kinema.diffusion.guidance import DenoiseFn
 from kinema.diffusion.inversion import ddim_invert
+from kinema.diffusion.rejection import RETRIES, attempt_seed, fewest_faults
 from kinema.diffusion.time_grids import time_grid as sampling_times
 from kinema.errors import KinemaError
 from kinema.models.denoiser import Denoiser
@@ -173,7 +176,8 @@ class TextToVideoPipeline:
                  trajectory: TrajectorySpec | None = None, trajectory_guidance: float = 0.0,
                  physics_guidance: float = 0.0, physics_projection: float = 0.0, camera: Tensor | None = None,
                  camera_guidance: float = 0.0, identity_guidance: float = 0.0,
-                 identity_masses: Tensor | None = None) -> DenoiseFn:
+                 identity_masses: Tensor | None = None, speed: Tensor | None = None,
+                 speed_guidance: float = 0.0) -> DenoiseFn:
         """The guided x0 denoiser of frames start..stop-1 of the videos `plan` describes: each frame's estimate is
         its phrases' estimates weighted by how much they own it; `known` (pixels of these frames) is kept by
         replacement, after `known_guidance` steps of reconstruction guidance; `motion_strength` scales motion away
@@ -182,7 +186,8 @@ class TextToVideoPipeline:
         objects of `trajectory` (over the video's frames, at its size) along their paths and `physics_guidance` the
         objects the prompts name (or the trajectory's) toward gravity, smooth acceleration and no overlap
         (`_steered`); `identity_guidance` keeps each object's count and colour over the frames: the colour masses
-        `identity_masses` [B, P] (NaN rows: those the prompts name), by default those of `known`'s whole frames."""
+        `identity_masses` [B, P] (NaN rows: those the prompts name), by default those of `known`'s whole frames;
+        `speed_guidance` pulls the objects' mean speed to `speed` [B] px per frame."""
         texts, weights = plan.window(start, stop)
         known = None if known is None else known.to(self.device)
         estimates = [self._guided(phrases, labels, negative_prompt, guidance, known, controls) for phrases in texts]
@@ -195,7 +200,7 @@ class TextToVideoPipeline:
                 return sum(shares[:, k].to(x.dtype) * estimate(x, t) for k, estimate in enumerate(estimates))
         denoise = self._steered(denoise, plan, start, stop, direction_guidance, trajectory, trajectory_guidance,
                                 physics_guidance, physics_projection, camera, camera_guidance, identity_guidance,
-                                known, identity_masses)
+                                known, identity_masses, speed, speed_guidance)
         if known is None:
             return denoise
         if motion_strength is not None:
@@ -219,11 +224,13 @@ class TextToVideoPipeline:
                  trajectory: TrajectorySpec | None, trajectory_guidance: float, physics_guidance: float,
                  physics_projection: float, camera: Tensor | None = None, camera_guidance: float = 0.0,
                  identity_guidance: float = 0.0, known: KnownPixels | None = None,
-                 identity_masses: Tensor | None = None) -> DenoiseFn:
+                 identity_masses: Tensor | None = None, speed: Tensor | None = None,
+                 speed_guidance: float = 0.0) -> DenoiseFn:
         """`denoise` with one reconstruction guidance by the weighted sum of the direction, trajectory, physics,
         camera and identity energies that are on (kinema.control; `camera`: steps [T-1, 4] of frames start..stop-1;
         identity: masses kept as `identity_masses` or `known`'s whole frames give, else as the prompts' colours ask, or, for a model without
-        text, each colour's own), then, with `physics_projection` in (0, 1], each estimate's objects moved that share
+        text, each colour's own; speed: each object's mean speed toward `speed` [B] px per frame), then, with
+        `physics_projection` in (0, 1], each estimate's objects moved that share
         of the way onto the simulator's fit of their paths at times <= 0.5 (project_to_physics)."""
         prompts = [" ".join(phrases) for phrases in zip(*plan.texts)]
         bound = None  # the trajectory objects' colours; every prompt must name every object
@@ -243,6 +250,11 @@ class TextToVideoPipeline:
             physics = [physics_energy(colours, simulator) for colours in objects]
             energies.append((physics_guidance, lambda x: torch.cat([energy(x[b:b + 1])
                                                                      for b, energy in enumerate(physics)])))
+        if speed is not None and speed_guidance > 0:
+            speeds = [speed_energy(speed[b:b + 1].to(self.device), colours, simulator)
+                      for b, colours in enumerate(objects)]
+            energies.append((speed_guidance, lambda x: torch.cat([energy(x[b:b + 1])
+                                                                  for b, energy in enumerate(speeds)])))
         if camera is not None and camera_guidance > 0:
             steps = camera[start : max(start, stop - 1)].to(self.device).expand(len(prompts), -1, -1)
             energies.append((camera_guidance, camera_energy(steps)))
@@ -317,7 +329,8 @@ class TextToVideoPipeline:
                  trajectory_guidance: float | None = None, physics_guidance: float = 0.0,
                  physics_projection: float = 0.0, camera: str | Tensor | None = None,
                  camera_guidance: float | None = None, identity_guidance: float | None = None,
-                 keyframe_physics: float | None = None) -> Tensor:
+                 keyframe_physics: float | None = None, retries: int | None = None,
+                 speed_guidance: float | None = None) -> Tensor:
         """Generate one video per prompt (of class `labels`: one for all, or one per prompt); options left None take
         the model's sampling spec, and 0 is an error, never a default. `time_grid` spaces the sampler's times
         (uniform | trailing | karras | shifted, kinema.diffusion.time_grids).
@@ -330,7 +343,11 @@ class TextToVideoPipeline:
 
         `known` gives frames or pixels to keep (kinema.pipelines.known: animation, prediction, interpolation,
         inpainting); `known_guidance` adds reconstruction guidance toward them, `motion_strength` scales motion away
-        from the nearest given frame. `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1
+        from the nearest given frame. With frames given whole, direction guidance is off unless given (the motion
+        starts from them: pushing a ball that is pinned in a given frame breaks it up), identity guidance defaults to
+        the model's `frames_identity_guidance`, and a video whose made frames lose, add, resize or recolour a ball of
+        the given frames (kinema.control.identity_check) is sampled again with fresh noise up to `retries` times,
+        keeping each video's attempt with the fewest such frames (kinema.diffusion.rejection; default 2). `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1
         samples afresh; with `source_prompt` (what the video shows, one for all or one per video; "" for none) it starts
         from the video's DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
         keeps paths closer, over `steps` steps each way, and samples with DDIM unless `sampler` says otherwise; the
@@ -373,8 +390,10 @@ class TextToVideoPipeline:
         if not 0 <= strength <= 1:
             raise KinemaError(f"strength must be in [0, 1] (0 returns the video, 1 samples afresh), got {strength}")
         editing = init_video is not None and strength < 1  # the motion is the video's: no direction by default
+        given_frames = known is not None and bool(known.whole_frames.any())  # the motion starts from given frames
         guidance = (defaults.edit_guidance if editing else defaults.guidance) if guidance is None else guidance
-        direction_guidance = _at_least("direction guidance", (0.0 if editing else defaults.direction_guidance)
+        direction_guidance = _at_least("direction guidance", (0.0 if editing or given_frames else
+                                                              defaults.direction_guidance)
                                        if direction_guidance is None else direction_guidance, 0)
         trajectory_guidance = _at_least("trajectory guidance", (0.0 if trajectory is None else 1.0)
                                         if trajectory_guidance is None else trajectory_guidance, 0)
@@ -384,9 +403,16 @@ class TextToVideoPipeline:
         if not 0 <= keyframe_physics <= 1:
             raise KinemaError(f"keyframe physics must be in [0, 1] (the share of the way onto a physical path through "
                               f"the keyframes), got {keyframe_physics}")
-        identity_guidance = _at_least("identity guidance", (defaults.edit_identity_guidance if editing else
-                                                            defaults.identity_guidance)
-                                      if identity_guidance is None else identity_guidance, 0)
+        identity_guidance = _at_least("identity guidance", (
+            defaults.edit_identity_guidance if editing else defaults.frames_identity_guidance if given_frames
+            else defaults.identity_guidance) if identity_guidance is None else identity_guidance, 0)
+        retries = _at_least("retries", RETRIES if retries is None else retries, 0)
+        speed = (attributes or {}).get("speed")
+        speed_guidance = _at_least("speed guidance", (0.0 if speed is None else 1.0) if speed_guidance is None
+                                   else speed_guidance, 0)
+        if speed_guidance > 0 and speed is None:
+            raise KinemaError("speed guidance pulls the objects toward the speed knob: give attributes={'speed': "
+                              "px per frame} (--speed), or speed_guidance=0")
         if not 0 <= physics_projection <= 1:
             raise KinemaError(f"physics projection must be in [0, 1] (the share of the way onto a simulated path), "
                               f"got {physics_projection}")
@@ -428,10 +454,11 @@ class TextToVideoPipeline:
             if direction_guidance > 0 or any(_is_anchors(p) for p in prompts):
                 raise KinemaError("direction guidance and time-anchored prompts act on pixel frames: a latent model "
                                   "takes neither yet (set direction_guidance=0, give one text per video)")
-            if trajectory_guidance > 0 or physics_guidance > 0 or physics_projection > 0 or camera_guidance > 0:
-                raise KinemaError("trajectory, physics and camera guidance read pixel frames: a latent model takes "
-                                  "none yet (set trajectory_guidance, physics_guidance, physics_projection and "
-                                  "camera_guidance to 0)")
+            if trajectory_guidance > 0 or physics_guidance > 0 or physics_projection > 0 or camera_guidance > 0 \
+                    or speed_guidance > 0:
+                raise KinemaError("trajectory, physics, camera and speed guidance read pixel frames: a latent model "
+                                  "takes none yet (set trajectory_guidance, physics_guidance, physics_projection, "
+                                  "camera_guidance and speed_guidance to 0)")
             if identity_guidance > 0:
                 raise KinemaError("identity guidance reads objects in pixel frames: a latent model takes none yet "
                                   "(set identity_guidance to 0)")
@@ -441,8 +468,6 @@ class TextToVideoPipeline:
             shape, known, init_video = self._in_latents(shape, known, init_video)
             frames = shape[2]
             motion_controls.control = resized_control(motion_controls.control, shape[2:])
-        generator = torch.Generator(self.device).manual_seed(seed)
-        noise = torch.randn(shape, generator=generator, device=self.device)
         plan = plan_prompts(prompts, frames, prompt_blend)
         sources = None
         if source_prompt is not None and strength < 1:
@@ -456,23 +481,35 @@ class TextToVideoPipeline:
                                 controls=motion_controls, trajectory=trajectory,
                                 trajectory_guidance=trajectory_guidance, physics_guidance=physics_guidance,
                                 physics_projection=physics_projection, camera=camera,
-                                camera_guidance=camera_guidance, identity_guidance=identity_guidance)
+                                camera_guidance=camera_guidance, identity_guidance=identity_guidance,
+                                speed=None if speed is None else torch.full((len(prompts),), float(speed)),
+                                speed_guidance=speed_guidance)
         inverting = None if sources is None else self.denoiser(
             plan_prompts(sources, frames, prompt_blend), 0, frames, labels=label_indices, known=known,
             controls=motion_controls)
-        x, times = self.start(noise, steps, defaults.time_grid if time_grid is None else time_grid, known,
-                              init_video, strength, inverting)
-        with tqdm(total=len(times) - 1, desc="sampling", unit="step", disable=not progress, leave=False) as bar:
-            video = sample_fn(denoise, x, times, self.schedule, generator=generator,
-                              callback=lambda *_: bar.update(1))
-        if self.latents is not None:
-            video = self.latents.decode(video)
-            if given is not None:  # the given pixels exactly, as in pixel space
-                given = given.to(self.device)
-                video = torch.where(given.mask, given.video.to(video), video)
-        if given is not None and keyframe_physics > 0:
-            video = self._on_keyframe_paths(video, given.to(self.device), keyframe_physics)
-        return video.clamp(-1, 1).cpu()
+        time_grid = defaults.time_grid if time_grid is None else time_grid
+
+        def sample(attempt: int) -> Tensor:
+            generator = torch.Generator(self.device).manual_seed(attempt_seed(seed, attempt))
+            noise = torch.randn(shape, generator=generator, device=self.device)
+            x, times = self.start(noise, steps, time_grid, known, init_video, strength, inverting)
+            with tqdm(total=len(times) - 1, desc="sampling" if attempt == 0 else f"sampling again ({attempt})",
+                      unit="step", disable=not progress, leave=False) as bar:
+                video = sample_fn(denoise, x, times, self.schedule, generator=generator,
+                                  callback=lambda *_: bar.update(1))
+            if self.latents is not None:
+                video = self.latents.decode(video)
+                if given is not None:  # the given pixels exactly, as in pixel space
+                    video = torch.where(given.mask.to(self.device), given.video.to(video), video)
+            if given is not None and keyframe_physics > 0:
+                video = self._on_keyframe_paths(video, given.to(self.device), keyframe_physics)
+            return video.clamp(-1, 1)
+
+        if given is None or not given.whole_frames.any():
+            return sample(0).cpu()
+        disc_area = smallest_disc_area(self.simulator, width)
+        return fewest_faults(sample, lambda video: identity_faults(video, given.whole_frames, disc_area),
+                             retries).cpu()
 
     def _in_latents(self, shape: tuple[int, ...], known: KnownPixels | None, init_video: Tensor | None
                     ) -> tuple[tuple[int, ...], KnownPixels | None, Tensor | None]:

@@ -1,0 +1,173 @@
+"""Rejection sampling by object identity (kinema.control.identity_check, kinema.diffusion.rejection and the
+pipeline's `retries`): simulator clips pass the check, a ball that is recoloured, lost, split or shrunk fails it
+frame by frame, each video keeps its best attempt, and the pipeline samples again only a video that fails."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_OVERRIDES
+from denoisers import tiny_denoiser, tiny_run_config
+from PIL import Image
+from typer.testing import CliRunner
+
+from kinema.cli import app
+from kinema.config import load_config
+from kinema.control.identity_check import identity_faults
+from kinema.control.identity_energy import smallest_disc_area
+from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, render_balls, simulate_balls
+from kinema.diffusion.rejection import attempt_seed, fewest_faults
+from kinema.errors import KinemaError
+from kinema.models.pretrained import save_pretrained
+from kinema.models.registry import build_model
+from kinema.pipelines.known import KnownPixels
+from kinema.pipelines.text_to_video import TextToVideoPipeline
+
+CONFIG = BouncingBallsConfig(min_balls=2, max_balls=2)
+AREA = smallest_disc_area(CONFIG, CONFIG.size)
+FIRST = torch.zeros(1, CONFIG.num_frames, dtype=torch.bool)
+FIRST[:, 0] = True
+
+
+def drawn(clip, positions=None, radii=None, colours=None) -> torch.Tensor:
+    """The clip [1, 3, T, H, W] redrawn with some of its balls' positions [T, N, 2], radii [T, N] or colours
+    [T, N, 3] changed (per frame)."""
+    positions = clip.positions.numpy() if positions is None else positions
+    radii = np.broadcast_to(clip.radii.numpy(), positions.shape[:2]) if radii is None else radii
+    colours = np.broadcast_to(clip.colors.numpy(), (*positions.shape[:2], 3)) if colours is None else colours
+    return torch.cat([render_balls(positions[t:t + 1], radii[t], colours[t], clip.size)
+                      for t in range(len(positions))], dim=1)[None]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_simulator_clips_have_no_faults_whichever_frames_are_given(seed):
+    clip = simulate_balls(CONFIG, seed)
+    both_ends = FIRST.clone()
+    both_ends[:, -1] = True
+    assert identity_faults(clip.video[None], FIRST, AREA).tolist() == [0]
+    assert identity_faults(clip.video[None], both_ends, AREA).tolist() == [0]
+    assert identity_faults(drawn(clip), FIRST, AREA).tolist() == [0]
+
+
+def test_each_frame_that_recolours_loses_splits_or_shrinks_a_ball_is_a_fault():
+    clip = simulate_balls(CONFIG, 3)
+    frames = CONFIG.num_frames
+    colours = np.repeat(clip.colors.numpy()[None], frames, axis=0)
+    other = next(rgb for name, rgb in BALL_COLORS.items() if name not in clip.color_names)
+    colours[5, 0] = other
+    assert identity_faults(drawn(clip, colours=colours), FIRST, AREA).tolist() == [1]
+    radii = np.repeat(clip.radii.numpy()[None], frames, axis=0)
+    radii[3:, 1] = 0.0  # the second ball gone from frame 3 on
+    assert identity_faults(drawn(clip, radii=radii), FIRST, AREA).tolist() == [frames - 3]
+    radii = np.repeat(clip.radii.numpy()[None], frames, axis=0)
+    radii[2, 0] *= 0.6  # a third of its area left, in one frame
+    assert identity_faults(drawn(clip, radii=radii), FIRST, AREA).tolist() == [1]
+    split = clip.positions.numpy().copy()
+    split[:, 1] = [[4.0, 4.0]] * frames  # ball 1 drawn in a corner, and ...
+    doubled = torch.where(drawn(clip) > drawn(clip, positions=split), drawn(clip), drawn(clip, positions=split))
+    doubled[:, :, 0] = drawn(clip)[:, :, 0]  # ... twice from frame 1 on: the given frame shows it once
+    assert identity_faults(doubled, FIRST, AREA).tolist() == [frames - 1]
+    halves = np.concatenate([clip.positions.numpy(), split[:, 1:]], axis=1)  # ball 1 as two discs of half its area
+    half = np.concatenate([clip.radii.numpy(), clip.radii.numpy()[1:]]) * np.array([1, 0.5 ** 0.5, 0.5 ** 0.5])
+    rgb = np.concatenate([clip.colors.numpy(), clip.colors.numpy()[1:]])
+    halved = drawn(clip, halves, np.repeat(half[None], frames, axis=0), np.repeat(rgb[None], frames, axis=0))
+    halved[:, :, 0] = drawn(clip)[:, :, 0]
+    assert identity_faults(halved, FIRST, AREA).tolist() == [frames - 1]  # the same mass, one ball more
+
+
+def test_videos_without_given_frames_or_balls_have_nothing_to_check():
+    clip = simulate_balls(CONFIG, 3)
+    noise = torch.rand(1, 3, CONFIG.num_frames, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    nothing = torch.zeros_like(FIRST)
+    assert identity_faults(clip.video[None].flip(2), nothing, AREA).tolist() == [0]
+    assert identity_faults(noise, FIRST, AREA).tolist() == [0]  # no scene of balls over black
+    assert identity_faults(torch.cat([noise, clip.video[None]]), FIRST.repeat(2, 1), AREA).tolist() == [0, 0]
+
+
+def test_each_video_keeps_its_attempt_with_the_fewest_faults_and_sampling_stops_once_all_pass():
+    faults_by_attempt = [torch.tensor([2, 0, 3]), torch.tensor([1, 5, 3]), torch.tensor([0, 0, 1])]
+    calls = []
+
+    def sample(attempt):
+        calls.append(attempt)
+        return torch.full((3, 1, 2), float(attempt))
+
+    def faults(video):
+        return faults_by_attempt[int(video[0, 0, 0])]
+
+    best = fewest_faults(sample, faults, retries=2)
+    assert calls == [0, 1, 2]
+    assert best[:, 0, 0].tolist() == [2.0, 0.0, 2.0]  # passes at 2; kept its first; fewest (1) at 2
+    faults_by_attempt[1] = torch.tensor([0, 0, 0])
+    calls.clear()
+    assert fewest_faults(sample, faults, retries=5)[:, 0, 0].tolist() == [1.0, 0.0, 1.0] and calls == [0, 1]
+    calls.clear()
+    assert fewest_faults(sample, faults, retries=0)[:, 0, 0].tolist() == [0.0, 0.0, 0.0] and calls == [0]
+    assert attempt_seed(7, 0) == 7 and attempt_seed(7, 1) != attempt_seed(8, 0)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    model = tiny_denoiser("video_unet", text_dim=0, perturb=0.3).eval()
+    config = tiny_run_config(model, "video_unet")
+    config.sample.direction_guidance = 1.0
+    return TextToVideoPipeline(model, config)
+
+
+OPTIONS = dict(num_frames=8, height=32, width=32, steps=2, sampler="ddim", guidance=1.0, progress=False)
+
+
+def known_first(clip) -> KnownPixels:
+    return KnownPixels.frames({0: clip.video[:, 0]}, 8)
+
+
+def test_the_pipeline_samples_a_failing_video_again_with_the_next_attempts_noise(pipe, monkeypatch):
+    import kinema.pipelines.text_to_video as t2v
+
+    clip = simulate_balls(CONFIG, 3)
+    first = pipe("", known=known_first(clip), retries=0, **OPTIONS)
+    second = pipe("", known=known_first(clip), retries=0, seed=attempt_seed(0, 1), **OPTIONS)
+    checks = []
+    monkeypatch.setattr(t2v, "identity_faults", lambda video, whole, area: checks.append(whole.clone()) or
+                        torch.tensor([1 if len(checks) == 1 else 0]))
+    again = pipe("", known=known_first(clip), **OPTIONS)
+    assert len(checks) == 2 and checks[0][0].tolist() == FIRST[0].tolist()
+    assert torch.equal(again, second) and not torch.equal(again, first)
+    checks.clear()
+    assert torch.equal(pipe("", known=known_first(clip), retries=0, **OPTIONS), first)  # checked, never re-sampled
+    box = torch.zeros(1, 1, 8, 32, 32, dtype=torch.bool)
+    box[..., :8, :8] = True  # no frame given whole: nothing to check
+    checks.clear()
+    pipe("", known=KnownPixels(clip.video[None], box), **OPTIONS)
+    assert not checks
+    with pytest.raises(KinemaError, match="retries must be at least 0"):
+        pipe("", known=known_first(clip), retries=-1, **OPTIONS)
+
+
+def test_given_frames_turn_direction_guidance_off_unless_asked_and_take_their_identity_guidance(pipe, monkeypatch):
+    import kinema.pipelines.text_to_video as t2v
+
+    energies, identity = [], []
+    monkeypatch.setattr(t2v, "direction_energy", lambda d: energies.append(d) or (lambda x0: x0.sum() * 0))
+    monkeypatch.setattr(t2v, "identity_energy", lambda *args: identity.append(args) or (lambda x0: x0.sum() * 0))
+    monkeypatch.setattr(pipe.spec.defaults, "frames_identity_guidance", 5.0)
+    clip = simulate_balls(CONFIG, 3)
+    pipe("a ball moves to the left", retries=0, **OPTIONS)
+    assert len(energies) == 1  # the model's default steers a fresh sample
+    pipe("a ball moves to the left", known=known_first(clip), retries=0, **OPTIONS)
+    assert len(energies) == 1  # but not one that starts from a given frame
+    pipe("a ball moves to the left", known=known_first(clip), retries=0, direction_guidance=1.0, **OPTIONS)
+    assert len(energies) == 2
+    assert len(identity) == 2 and identity[0][3] is not None  # toward the given frame's masses
+    pipe("a ball moves to the left", retries=0, **OPTIONS)
+    assert len(identity) == 2  # a fresh sample keeps the model's identity_guidance, 0
+
+
+def test_the_cli_rejects_negative_retries_in_one_line(tmp_path):
+    config = load_config(None, [*TINY_OVERRIDES, f"train.output_dir={tmp_path / 'run'}"])
+    model = save_pretrained(tmp_path / "model", build_model(config.model_name, config.model), config, {"step": 1})
+    image = ((simulate_balls(CONFIG, 3).video[:, 0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    Image.fromarray(image).resize((16, 16)).save(tmp_path / "a.png")  # the model's size: no note
+    result = CliRunner().invoke(app, ["animate", str(tmp_path / "a.png"), "--retries", "-1", "-c", str(model),
+                                      "--steps", "1", "-o", str(tmp_path / "out.gif")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "retries must be at least 0" in lines[0], lines
