@@ -7,9 +7,14 @@ For each knob value it samples N videos of held-out one-ball prompts and measure
 and reports Spearman's rank correlation between knob and measurement over all videos and over the per-value means
 (monotone in the knob: the issue's target is >= 0.9), the colour accuracy (kinema.metrics.balls) so a knob that
 breaks the balls shows, and seconds per video. The simulator's own clips give the reference: their ground-truth
-speed against the tracked one, and the brightness measured after the training augmentation's gain.
+speed against the tracked one, and the brightness measured after the training augmentation's gain. The speed knob
+is followed by the model's conditioning and, by default, by speed guidance toward it (kinema.control.speed_energy,
+weight `--speed-guidance`).
 
     python benchmarks/attribute_knobs.py --checkpoint runs/balls_control/checkpoints/latest
+    python benchmarks/attribute_knobs.py --checkpoint src/kinema/pretrained/balls_control --knobs speed \
+        --videos 3 --json benchmarks/results/attribute_knobs_speed_guidance.json      # the knob with speed guidance
+    python benchmarks/attribute_knobs.py --checkpoint src/kinema/pretrained/balls_control --speed-guidance 0  # alone
     python benchmarks/attribute_knobs.py --checkpoint DIR --videos 2 --steps 4 --json /tmp/k.json   # smoke test
 """
 
@@ -27,7 +32,7 @@ from shipped_model_quality import relative
 
 from kinema.data.physics_balls import BouncingBalls
 from kinema.metrics.balls import track_balls
-from kinema.pipelines.text_to_video import TextToVideoPipeline
+from kinema.pipelines.text_to_video import SPEED_GUIDANCE, TextToVideoPipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ["a red ball bounces", "a blue ball bounces", "a yellow ball bounces", "a green ball bounces"]
@@ -106,14 +111,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--knobs", nargs="+", default=None, help="knobs to measure (default: every one it reads)")
     parser.add_argument("--speed-guidance", type=float, default=None,
-                        help="guidance toward the speed knob (kinema.control.speed_energy; default: the pipeline's)")
+                        help=f"guidance toward the speed knob (kinema.control.speed_energy; default {SPEED_GUIDANCE:g})")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/attribute_knobs.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     pipe = TextToVideoPipeline.from_pretrained(args.checkpoint)
     results = {"checkpoint": relative(args.checkpoint), "videos_per_value": args.videos * args.prompts,
-               "speed_guidance": args.speed_guidance,  # None: the pipeline's default
+               "speed_guidance": SPEED_GUIDANCE if args.speed_guidance is None else args.speed_guidance,
                "reference": simulator_reference(pipe, 16)}
     print(f"{'knob':<11} {'values':<32} {'measured (mean per value)':<44} {'rho vids':>8} {'rho means':>9} "
           f"{'colour':>6} {'s/video':>7}")

@@ -444,7 +444,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--identity-guidance", type=float, default=None,
                         help="identity guidance weight (default: the model's)")
     parser.add_argument("--direction-guidance", type=float, default=None,
-                        help="direction guidance weight (default: the pipeline's, off with given frames)")
+                        help="direction guidance weight (default: the pipeline's, off animating one frame)")
     parser.add_argument("--physics-guidance", type=float, default=0.0, help="physics guidance weight (default 0)")
     parser.add_argument("--retries", type=int, default=None,
                         help="re-samplings of a video that breaks its given frames' balls (default: the pipeline's)")
@@ -490,10 +490,10 @@ def run(args: argparse.Namespace) -> dict:
                  "of these was trained on", "captions": captions},
         "sampling": {"sampler": defaults.sampler, "steps": args.steps or defaults.steps, "guidance": defaults.guidance,
                      "edit_guidance": defaults.edit_guidance, "edit_identity_guidance": defaults.edit_identity_guidance,
-                     "direction_guidance": args.direction_guidance,  # None: the default (off with given frames)
+                     "direction_guidance": args.direction_guidance,  # None: the default (off animating one frame)
                      "seed": args.seed,
-                     "identity_guidance": defaults.identity_guidance if args.identity_guidance is None
-                     else args.identity_guidance, "frames_identity_guidance": defaults.frames_identity_guidance,
+                     "identity_guidance": args.identity_guidance,  # None: the default (animating: the next)
+                     "animate_identity_guidance": defaults.animate_identity_guidance,
                      "keyframe_physics": args.keyframe_physics, "retries": args.retries,  # None: the default
                      "physics_guidance": args.physics_guidance},
         "machine": machine_info(pipe.device),

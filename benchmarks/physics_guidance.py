@@ -84,7 +84,8 @@ def table(report: dict) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=8, help="held-out prompts (one video each per setting)")
-    parser.add_argument("--weights", type=lambda s: [float(w) for w in s.split(",")], default=[1.0, 5.0, 20.0])
+    parser.add_argument("--weights", type=lambda s: [float(w) for w in s.split(",") if w], default=[1.0, 5.0, 20.0],
+                        help="physics guidance weights, comma-separated (\"\" for none)")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="dataset seed of the held-out clips")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "physics_guidance.json")
     return parser.parse_args(argv)

@@ -1,6 +1,7 @@
 """Rejection sampling by object identity (kinema.control.identity_check, kinema.diffusion.rejection and the
 pipeline's `retries`): simulator clips pass the check, a ball that is recoloured, lost, split or shrunk fails it
-frame by frame, each video keeps its best attempt, and the pipeline samples again only a video that fails."""
+frame by frame, each video keeps its best attempt, the pipeline samples again only a video that fails, and
+animating one given frame takes its own guidance defaults."""
 
 import numpy as np
 import pytest
@@ -143,23 +144,26 @@ def test_the_pipeline_samples_a_failing_video_again_with_the_next_attempts_noise
         pipe("", known=known_first(clip), retries=-1, **OPTIONS)
 
 
-def test_given_frames_turn_direction_guidance_off_unless_asked_and_take_their_identity_guidance(pipe, monkeypatch):
+def test_animating_one_frame_turns_direction_guidance_off_unless_asked_and_takes_its_identity_guidance(
+        pipe, monkeypatch):
     import kinema.pipelines.text_to_video as t2v
 
     energies, identity = [], []
     monkeypatch.setattr(t2v, "direction_energy", lambda d: energies.append(d) or (lambda x0: x0.sum() * 0))
     monkeypatch.setattr(t2v, "identity_energy", lambda *args: identity.append(args) or (lambda x0: x0.sum() * 0))
-    monkeypatch.setattr(pipe.spec.defaults, "frames_identity_guidance", 5.0)
+    monkeypatch.setattr(pipe.spec.defaults, "animate_identity_guidance", 5.0)
     clip = simulate_balls(CONFIG, 3)
-    pipe("a ball moves to the left", retries=0, **OPTIONS)
-    assert len(energies) == 1  # the model's default steers a fresh sample
-    pipe("a ball moves to the left", known=known_first(clip), retries=0, **OPTIONS)
-    assert len(energies) == 1  # but not one that starts from a given frame
-    pipe("a ball moves to the left", known=known_first(clip), retries=0, direction_guidance=1.0, **OPTIONS)
+    prompt = "a ball moves to the left"
+    pipe(prompt, retries=0, **OPTIONS)
+    assert len(energies) == 1 and not identity  # the model's defaults steer a fresh sample
+    pipe(prompt, known=known_first(clip), retries=0, **OPTIONS)
+    assert len(energies) == 1  # but not one that starts from one given frame, ...
+    assert len(identity) == 1 and identity[0][3] is not None  # ... which keeps that frame's balls
+    pipe(prompt, known=known_first(clip), retries=0, direction_guidance=1.0, **OPTIONS)
     assert len(energies) == 2
-    assert len(identity) == 2 and identity[0][3] is not None  # toward the given frame's masses
-    pipe("a ball moves to the left", retries=0, **OPTIONS)
-    assert len(identity) == 2  # a fresh sample keeps the model's identity_guidance, 0
+    both_ends = KnownPixels.frames({0: clip.video[:, 0], 7: clip.video[:, 7]}, 8)
+    pipe(prompt, known=both_ends, retries=0, **OPTIONS)
+    assert len(energies) == 3 and len(identity) == 2  # two given frames: the model's defaults again
 
 
 def test_the_cli_rejects_negative_retries_in_one_line(tmp_path):
@@ -171,3 +175,16 @@ def test_the_cli_rejects_negative_retries_in_one_line(tmp_path):
                                       "--steps", "1", "-o", str(tmp_path / "out.gif")])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and "retries must be at least 0" in lines[0], lines
+
+
+def test_one_frame_means_one_whole_frame_and_nothing_else_given():
+    clip = simulate_balls(CONFIG, 3)
+    assert known_first(clip).one_frame
+    assert KnownPixels.frames({-1: clip.video[:, -1]}, 8).one_frame
+    assert not KnownPixels.frames({0: clip.video[:, 0], 3: clip.video[:, 3]}, 8).one_frame
+    with_box = known_first(clip).mask.clone()
+    with_box[:, :, 4, :8, :8] = True
+    assert not KnownPixels(clip.video[None], with_box).one_frame  # a frame and a patch of another
+    box = torch.zeros_like(with_box)
+    box[:, :, 2, :8, :8] = True
+    assert not KnownPixels(clip.video[None], box).one_frame

@@ -128,7 +128,7 @@ class SampleConfig:
     direction_guidance: float = at_least(0, 0.0)  # push toward the direction of a prompt's motion words (0 = off)
     identity_guidance: float = at_least(0, 0.0)  # keep each object's count and colour over the frames (0 = off)
     edit_identity_guidance: float = at_least(0, 0.0)  # the same for edits, toward the colours the prompt names
-    frames_identity_guidance: float = at_least(0, 0.0)  # the same with frames given whole, toward their objects
+    animate_identity_guidance: float = at_least(0, 0.0)  # the same animating one given frame, toward its objects
     fps: float = above(0, 8.0)
     prompts: list[str] = non_empty(lambda: ["a red ball bounces to the left", "a green ball and a blue ball bounce"])
 

@@ -58,6 +58,12 @@ class KnownPixels:
         """[B, T] bool: frames given entirely."""
         return self.mask.flatten(3).all(dim=3)[:, 0]
 
+    @property
+    def one_frame(self) -> bool:
+        """True when each video is given one whole frame and nothing else (an image to animate)."""
+        given = self.mask.flatten(3).any(dim=3)[:, 0]  # [B, T]: frames with any pixel given
+        return bool((given.sum(1) == 1).all() and (given == self.whole_frames).all())
+
     def window(self, start: int, stop: int) -> KnownPixels:
         """The frames start..stop-1."""
         return KnownPixels(self.video[:, :, start:stop], self.mask[:, :, start:stop])

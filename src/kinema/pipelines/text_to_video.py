@@ -58,6 +58,9 @@ def shipped_model(frames: bool = False, controls: bool = False) -> Path:
     return SHIPPED_FRAMES_MODEL if frames else SHIPPED_CONTROL_MODEL if controls else SHIPPED_MODEL
 
 
+SPEED_GUIDANCE = 20.0  # default speed guidance with a speed knob (benchmarks/attribute_knobs.py: Spearman 0.94)
+
+
 def _at_least(name: str, value, minimum: float, strict: bool = False):
     """`value` when it is >= `minimum` (> with `strict`), else a one-line error naming the option."""
     if value < minimum or (strict and value == minimum):
@@ -343,10 +346,10 @@ class TextToVideoPipeline:
 
         `known` gives frames or pixels to keep (kinema.pipelines.known: animation, prediction, interpolation,
         inpainting); `known_guidance` adds reconstruction guidance toward them, `motion_strength` scales motion away
-        from the nearest given frame. With frames given whole, direction guidance is off unless given (the motion
-        starts from them: pushing a ball that is pinned in a given frame breaks it up), identity guidance defaults to
-        the model's `frames_identity_guidance`, and a video whose made frames lose, add, resize or recolour a ball of
-        the given frames (kinema.control.identity_check) is sampled again with fresh noise up to `retries` times,
+        from the nearest given frame. Animating one given frame (an image), direction guidance is off unless given
+        (nothing given says how fast the balls go, and pushing a ball pinned in that frame breaks it up) and identity
+        guidance defaults to the model's `animate_identity_guidance`. With any frame given whole, a video whose made
+        frames lose, add, resize or recolour a ball of the given frames (kinema.control.identity_check) is sampled again with fresh noise up to `retries` times,
         keeping each video's attempt with the fewest such frames (kinema.diffusion.rejection; default 2). `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1
         samples afresh; with `source_prompt` (what the video shows, one for all or one per video; "" for none) it starts
         from the video's DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
@@ -390,9 +393,9 @@ class TextToVideoPipeline:
         if not 0 <= strength <= 1:
             raise KinemaError(f"strength must be in [0, 1] (0 returns the video, 1 samples afresh), got {strength}")
         editing = init_video is not None and strength < 1  # the motion is the video's: no direction by default
-        given_frames = known is not None and bool(known.whole_frames.any())  # the motion starts from given frames
+        animating = known is not None and known.one_frame  # nothing given says how the balls move
         guidance = (defaults.edit_guidance if editing else defaults.guidance) if guidance is None else guidance
-        direction_guidance = _at_least("direction guidance", (0.0 if editing or given_frames else
+        direction_guidance = _at_least("direction guidance", (0.0 if editing or animating else
                                                               defaults.direction_guidance)
                                        if direction_guidance is None else direction_guidance, 0)
         trajectory_guidance = _at_least("trajectory guidance", (0.0 if trajectory is None else 1.0)
@@ -404,12 +407,12 @@ class TextToVideoPipeline:
             raise KinemaError(f"keyframe physics must be in [0, 1] (the share of the way onto a physical path through "
                               f"the keyframes), got {keyframe_physics}")
         identity_guidance = _at_least("identity guidance", (
-            defaults.edit_identity_guidance if editing else defaults.frames_identity_guidance if given_frames
+            defaults.edit_identity_guidance if editing else defaults.animate_identity_guidance if animating
             else defaults.identity_guidance) if identity_guidance is None else identity_guidance, 0)
         retries = _at_least("retries", RETRIES if retries is None else retries, 0)
         speed = (attributes or {}).get("speed")
-        speed_guidance = _at_least("speed guidance", (0.0 if speed is None else 1.0) if speed_guidance is None
-                                   else speed_guidance, 0)
+        speed_guidance = _at_least("speed guidance", (0.0 if speed is None else SPEED_GUIDANCE)
+                                   if speed_guidance is None else speed_guidance, 0)
         if speed_guidance > 0 and speed is None:
             raise KinemaError("speed guidance pulls the objects toward the speed knob: give attributes={'speed': "
                               "px per frame} (--speed), or speed_guidance=0")
