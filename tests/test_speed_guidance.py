@@ -4,14 +4,20 @@ to the asked speed, and the pipeline adds it by default when the knob is given."
 
 import pytest
 import torch
+from conftest import TINY_OVERRIDES
 from denoisers import tiny_denoiser, tiny_run_config
+from typer.testing import CliRunner
 
+from kinema.cli import app
+from kinema.config import load_config
 from kinema.control.readout import object_positions
 from kinema.control.speed_energy import mean_speeds, speed_energy
 from kinema.data.physics_balls import BouncingBallsConfig, simulate_balls
 from kinema.diffusion import build_schedule, get_sampler, reconstruction_guidance
 from kinema.diffusion.time_grids import time_grid
 from kinema.errors import KinemaError
+from kinema.models.pretrained import save_pretrained
+from kinema.models.registry import build_model
 from kinema.pipelines.text_to_video import TextToVideoPipeline
 
 CONFIG = BouncingBallsConfig(min_balls=1, max_balls=2)
@@ -96,3 +102,12 @@ def test_the_pipeline_guides_toward_the_speed_knob_by_default_and_refuses_it_wit
         pipe("a red ball", speed_guidance=1.0, **OPTIONS)
     with pytest.raises(KinemaError, match="speed guidance must be at least 0"):
         pipe("a red ball", attributes={"speed": 2.0}, speed_guidance=-1.0, **OPTIONS)
+
+
+def test_the_cli_refuses_speed_guidance_without_a_speed_in_one_line(tmp_path):
+    config = load_config(None, [*TINY_OVERRIDES, f"train.output_dir={tmp_path / 'run'}"])
+    model = save_pretrained(tmp_path / "model", build_model(config.model_name, config.model), config, {"step": 1})
+    result = CliRunner().invoke(app, ["generate", "a red ball", "--speed-guidance", "5", "-c", str(model),
+                                      "--steps", "1", "-o", str(tmp_path / "out.gif")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "toward the speed knob" in lines[0], lines
