@@ -6,7 +6,7 @@ spec."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -66,6 +66,11 @@ def _at_least(name: str, value, minimum: float, strict: bool = False):
     if value < minimum or (strict and value == minimum):
         raise KinemaError(f"{name} must be {'greater than' if strict else 'at least'} {minimum}, got {value}")
     return value
+
+
+def _per_video(energies: list[Callable[[Tensor], Tensor]]) -> Callable[[Tensor], Tensor]:
+    """One energy `E(video) -> [B]` from one energy per video of the batch."""
+    return lambda video: torch.cat([energy(video[b:b + 1]) for b, energy in enumerate(energies)])
 
 
 def _is_anchors(prompt) -> bool:
@@ -250,14 +255,12 @@ class TextToVideoPipeline:
         objects = [bound or prompt_colours(prompt) for prompt in prompts]
         simulator = self.simulator
         if physics_guidance > 0:
-            physics = [physics_energy(colours, simulator) for colours in objects]
-            energies.append((physics_guidance, lambda x: torch.cat([energy(x[b:b + 1])
-                                                                     for b, energy in enumerate(physics)])))
+            energies.append((physics_guidance, _per_video([physics_energy(colours, simulator)
+                                                           for colours in objects])))
         if speed is not None and speed_guidance > 0:
-            speeds = [speed_energy(speed[b:b + 1].to(self.device), colours, simulator)
-                      for b, colours in enumerate(objects)]
-            energies.append((speed_guidance, lambda x: torch.cat([energy(x[b:b + 1])
-                                                                  for b, energy in enumerate(speeds)])))
+            energies.append((speed_guidance, _per_video([speed_energy(speed[b:b + 1].to(self.device), colours,
+                                                                      simulator)
+                                                         for b, colours in enumerate(objects)])))
         if camera is not None and camera_guidance > 0:
             steps = camera[start : max(start, stop - 1)].to(self.device).expand(len(prompts), -1, -1)
             energies.append((camera_guidance, camera_energy(steps)))
@@ -349,9 +352,11 @@ class TextToVideoPipeline:
         from the nearest given frame. Animating one given frame (an image), direction guidance is off unless given
         (nothing given says how fast the balls go, and pushing a ball pinned in that frame breaks it up) and identity
         guidance defaults to the model's `animate_identity_guidance`. With any frame given whole, a video whose made
-        frames lose, add, resize or recolour a ball of the given frames (kinema.control.identity_check) is sampled again with fresh noise up to `retries` times,
-        keeping each video's attempt with the fewest such frames (kinema.diffusion.rejection; default 2). `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1
-        samples afresh; with `source_prompt` (what the video shows, one for all or one per video; "" for none) it starts
+        frames lose, add, resize or recolour a ball of the given frames (kinema.control.identity_check) is sampled
+        again with fresh noise up to `retries` times, keeping each video's attempt with the fewest such frames
+        (kinema.diffusion.rejection; default 2). `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0
+        returns it, 1 samples afresh; with `source_prompt` (what the video shows, one for all or one per video; ""
+        for none) it starts
         from the video's DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
         keeps paths closer, over `steps` steps each way, and samples with DDIM unless `sampler` says otherwise; the
         source prompt is then the negative prompt unless one is given, so that guidance amplifies the edit's direction
