@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     texture = getattr(pipe.config.data, "texture", "photo")  # the texture the model was trained on
     print(f"{len(moves)} held-out moves x {args.per_move} videos, {frames} frames of {size}x{size}, "
           f"model {args.model}, texture {texture}\n")
-    print("| variant | motion | videos | error px/frame (mean) | max | direction | pixel noise x data | seconds/video |")
+    print("| variant | motion | videos | error px/frame (mean) | max | direction | pixel noise x data | s/video |")
     print("|---|---|---|---|---|---|---|---|")
     floor_videos, floor_asked, floor_motions = dataset_clips(texture, len(asked), size, frames, args.seed)
     floor = summary(floor_asked, estimate_camera(floor_videos), floor_motions, size)
