@@ -11,6 +11,7 @@ plus seconds per generated video. Run:
     python benchmarks/shipped_model_quality.py --checkpoint runs/balls/checkpoints/step_0006000 --guidance 2 4 6
     python benchmarks/shipped_model_quality.py --direction-guidance 0 1 2 4       # steer by the prompt's motion words
     python benchmarks/shipped_model_quality.py --identity-guidance 0 10 --seeds 2  # keep each ball's count and colour
+    python benchmarks/shipped_model_quality.py --retries 0 2         # draw again videos whose frames disagree
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kinema.diffusion.rejection import RETRIES
 from kinema.metrics.balls import track_balls
 from kinema.metrics.physics import identity_scores
 from kinema.pipelines.text_to_video import TextToVideoPipeline
@@ -71,12 +73,13 @@ def score_video(video: torch.Tensor, want: dict) -> dict:
 
 def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: str, seeds: int,
              suite: list[dict] | None = None, direction_guidance: float | None = None,
-             identity_guidance: float | None = None) -> dict:
+             identity_guidance: float | None = None, retries: int | None = None) -> dict:
     rows, seconds = [], []
     for want in suite or prompt_suite():
         started = time.perf_counter()
         videos = pipe([want["prompt"]] * seeds, guidance=guidance, steps=steps, sampler=sampler, seed=0,
-                      direction_guidance=direction_guidance, identity_guidance=identity_guidance, progress=False)
+                      direction_guidance=direction_guidance, identity_guidance=identity_guidance, retries=retries,
+                      progress=False)
         seconds.append((time.perf_counter() - started) / seeds)
         rows += [{"family": family_of(want), **score_video(v, want)} for v in videos]
 
@@ -87,7 +90,7 @@ def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: st
     direction_guidance = pipe.spec.defaults.direction_guidance if direction_guidance is None else direction_guidance
     identity_guidance = pipe.spec.defaults.identity_guidance if identity_guidance is None else identity_guidance
     return {"guidance": guidance, "direction_guidance": direction_guidance,
-            "identity_guidance": identity_guidance, "steps": steps, "sampler": sampler, "videos": len(rows),
+            "identity_guidance": identity_guidance, "retries": RETRIES if retries is None else retries, "steps": steps, "sampler": sampler, "videos": len(rows),
             "colour_accuracy": mean("colour_ok"), "two_ball_count_accuracy": mean("count_ok", "count"),
             "one_ball_count_accuracy": mean("count_ok", "colour"), "direction_accuracy": mean("direction_ok"),
             "count_constancy": mean("count_constancy"), "color_constancy": mean("color_constancy"),
@@ -100,6 +103,8 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, nargs="+", default=[None])
     parser.add_argument("--direction-guidance", type=float, nargs="+", default=[None])
     parser.add_argument("--identity-guidance", type=float, nargs="+", default=[None])
+    parser.add_argument("--retries", type=int, nargs="+", default=[None],
+                        help="fresh draws for videos whose frames disagree on their balls (default: the pipeline's)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--sampler", default=None)
     parser.add_argument("--seeds", type=int, default=4, help="videos per prompt")
@@ -108,8 +113,10 @@ def main() -> None:
     pipe = TextToVideoPipeline.from_pretrained(args.checkpoint)
     defaults = pipe.config.sample
     results = [evaluate(pipe, defaults.guidance if g is None else g, args.steps or defaults.steps,
-                        args.sampler or defaults.sampler, args.seeds, direction_guidance=d, identity_guidance=i)
-               for g in args.guidance for d in args.direction_guidance for i in args.identity_guidance]
+                        args.sampler or defaults.sampler, args.seeds, direction_guidance=d, identity_guidance=i,
+                        retries=r)
+               for g in args.guidance for d in args.direction_guidance for i in args.identity_guidance
+               for r in args.retries]
     keys = [k for k in results[0] if k not in ("sampler", "videos")]
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from kinema.cli import app
 from kinema.config import load_config
-from kinema.control.identity_check import identity_faults
+from kinema.control.identity_check import consistency_faults, identity_faults
 from kinema.control.identity_energy import smallest_disc_area
 from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, render_balls, simulate_balls
 from kinema.diffusion.rejection import attempt_seed, fewest_faults
@@ -84,6 +84,27 @@ def test_videos_without_given_frames_or_balls_have_nothing_to_check():
     assert identity_faults(torch.cat([noise, clip.video[None]]), FIRST.repeat(2, 1), AREA).tolist() == [0, 0]
 
 
+def test_a_video_from_text_alone_is_held_to_the_balls_most_of_its_frames_show():
+    clip = simulate_balls(CONFIG, 4)
+    frames = CONFIG.num_frames
+    assert consistency_faults(drawn(clip), AREA).tolist() == [0]
+    radii = np.repeat(clip.radii.numpy()[None], frames, axis=0)
+    radii[frames - 3:, 1] = 0.0  # the second ball gone in the last 3 frames
+    colours = np.repeat(clip.colors.numpy()[None], frames, axis=0)
+    colours[0, 0] = next(rgb for name, rgb in BALL_COLORS.items() if name not in clip.color_names)  # frame 0 odd
+    noise = torch.rand(1, 3, frames, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    videos = torch.cat([drawn(clip, radii=radii), drawn(clip, colours=colours), noise])
+    assert consistency_faults(videos, AREA).tolist() == [3, 1, 0]  # no scene of balls: nothing to check
+    split = clip.positions.numpy().copy()
+    split[:, 1] = [[4.0, 4.0]] * frames
+    halves = np.concatenate([clip.positions.numpy(), split[:, 1:]], axis=1)  # ball 1 as two discs of half its area
+    half = np.concatenate([clip.radii.numpy(), clip.radii.numpy()[1:]]) * np.array([1, 0.5 ** 0.5, 0.5 ** 0.5])
+    rgb = np.concatenate([clip.colors.numpy(), clip.colors.numpy()[1:]])
+    halved = drawn(clip, halves, np.repeat(half[None], frames, axis=0), np.repeat(rgb[None], frames, axis=0))
+    halved[:, :, : frames - 2] = drawn(clip)[:, :, : frames - 2]  # split in the last 2 frames, its mass kept
+    assert consistency_faults(halved, AREA).tolist() == [2]
+
+
 def test_each_video_keeps_its_attempt_with_the_fewest_faults_and_sampling_stops_once_all_pass():
     faults_by_attempt = [torch.tensor([2, 0, 3]), torch.tensor([1, 5, 3]), torch.tensor([0, 0, 1])]
     calls = []
@@ -128,8 +149,8 @@ def test_the_pipeline_samples_a_failing_video_again_with_the_next_attempts_noise
     first = pipe("", known=known_first(clip), retries=0, **OPTIONS)
     second = pipe("", known=known_first(clip), retries=0, seed=attempt_seed(0, 1), **OPTIONS)
     checks = []
-    monkeypatch.setattr(t2v, "identity_faults", lambda video, whole, area: checks.append(whole.clone()) or
-                        torch.tensor([1 if len(checks) == 1 else 0]))
+    monkeypatch.setattr(t2v, "identity_faults", lambda video, whole_frames, disc_area: checks.append(
+        whole_frames.clone()) or torch.tensor([1 if len(checks) == 1 else 0]))
     again = pipe("", known=known_first(clip), **OPTIONS)
     assert len(checks) == 2 and checks[0][0].tolist() == FIRST[0].tolist()
     assert torch.equal(again, second) and not torch.equal(again, first)
@@ -142,6 +163,23 @@ def test_the_pipeline_samples_a_failing_video_again_with_the_next_attempts_noise
     assert not checks
     with pytest.raises(KinemaError, match="retries must be at least 0"):
         pipe("", known=known_first(clip), retries=-1, **OPTIONS)
+
+
+def test_a_video_from_text_alone_whose_frames_disagree_is_sampled_again(pipe, monkeypatch):
+    import kinema.pipelines.text_to_video as t2v
+
+    first = pipe("", retries=0, **OPTIONS)
+    second = pipe("", retries=0, seed=attempt_seed(0, 1), **OPTIONS)
+    checks = []
+    monkeypatch.setattr(t2v, "consistency_faults", lambda video, disc_area: checks.append(video) or torch.tensor(
+        [1 if len(checks) == 1 else 0]))
+    assert torch.equal(pipe("", **OPTIONS), second) and len(checks) == 2
+    checks.clear()
+    assert torch.equal(pipe("", retries=0, **OPTIONS), first) and len(checks) == 1  # checked, never re-sampled
+    checks.clear()
+    pipe([[(0, "a red ball"), (4, "a blue ball")]], **OPTIONS)  # time-anchored: objects may change by design
+    pipe("", init_video=first, strength=0.5, **OPTIONS)  # an edit keeps the video it is given
+    assert not checks
 
 
 def test_animating_one_frame_turns_direction_guidance_off_unless_asked_and_takes_its_identity_guidance(

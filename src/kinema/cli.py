@@ -224,6 +224,9 @@ NEGATIVE = typer.Option("", "--negative-prompt", help="what the video should not
 IDENTITY = typer.Option(None, "--identity-guidance", help="keep each ball's count and colour over the frames (those "
                         "of the given frames, else the prompt's colours) by guidance (0 = off; default: the model's "
                         "config)")
+RETRIES = typer.Option(None, "--retries", help="sample again, up to this many times, a video whose made frames "
+                       "lose, add, resize or recolour a ball (of the given frames, or, from text alone, of most of "
+                       "its frames); the best attempt is kept (default 2; 0 = off)")
 QUANTIZE = typer.Option(None, "--quantize", help="int8: run with 8-bit weights (Linear and Conv layers; smaller, "
                         "close to the float model)")
 
@@ -246,7 +249,7 @@ def generate(
     partitions: int = PARTITIONS, quantize: Optional[str] = QUANTIZE,
     speed: Optional[float] = SPEED, brightness: Optional[float] = BRIGHTNESS,
     motion_amount: Optional[float] = MOTION_AMOUNT, negative_prompt: str = NEGATIVE,
-    identity_guidance: Optional[float] = IDENTITY,
+    identity_guidance: Optional[float] = IDENTITY, retries: Optional[int] = RETRIES,
     trajectory: Optional[Path] = typer.Option(None, "--trajectory", help="JSON or YAML file of object paths (kinema "
                                               "trajectory); each object must be named in the prompt"),
     trajectory_guidance: Optional[float] = typer.Option(None, "--trajectory-guidance", help="how hard guidance pulls "
@@ -277,8 +280,9 @@ def generate(
     if steering and num_frames is not None and num_frames > _model_spec(checkpoint).num_frames:
         raise KinemaError("--trajectory, --camera, physics and speed guidance steer one window of the model's "
                           "frames: leave out --num-frames or give at most the model's")
-    if identity_guidance is not None:
-        steering["identity_guidance"] = identity_guidance
+    for name, value in (("identity_guidance", identity_guidance), ("retries", retries)):
+        if value is not None:
+            steering[name] = value
     _generate(checkpoint, [spec], output, format, sheet, scale, fps, device, long,
               quantize=quantize, seed=seed, num_frames=num_frames, steps=steps, sampler=sampler, time_grid=time_grid,
               guidance=guidance, direction_guidance=direction_guidance, labels=label or None, height=height,
@@ -442,9 +446,7 @@ TASK_OPTIONS = {  # options every frame task takes: name -> (type, option)
                                                        "in every given frame that share of the way onto the physical "
                                                        "path through them, when 3 or more frames lie between two "
                                                        "given ones (default: 1 for a balls model)")),
-    "retries": (Optional[int], typer.Option(None, "--retries", help="sample again, up to this many times, a video "
-                                            "whose made frames lose, add, resize or recolour a ball of the given "
-                                            "frames; the best attempt is kept (default 2; 0 = off)")),
+    "retries": (Optional[int], RETRIES),
 }
 
 

@@ -9,9 +9,14 @@ balls exist. A made frame is faulty when, against the given frames,
   to half or twice its area, splits, fades or turns another colour.
 Simulator clips never fail it (a ball keeps its size and colour; tested on held-out clips). Videos whose given frames
 are no scene of balls over a dark background, or disagree among themselves, have nothing to check: no faults.
+
+A video made from text alone has no given frames; `consistency_faults` holds its frames to the video itself: the
+balls most of its frames show, and each colour's median mass over the frames.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import torch
 from torch import Tensor
@@ -25,6 +30,13 @@ MASS_TOLERANCE = 0.5  # the share of its given mass a colour may gain or lose in
 def _colour_counts(labels: list[int]) -> tuple[int, ...]:
     """The detected balls of one frame as a sorted tuple of palette indices (count and colours in one)."""
     return tuple(sorted(labels))
+
+
+def _faulty_frames(detections: list, mass: Tensor, reference: tuple[int, ...], expected: Tensor, frames: list[int],
+                   disc_area: float) -> int:
+    """How many of `frames` show other balls than `reference` or a colour mass ([P, T]) off its `expected` [P, 1]."""
+    off = ((mass - expected).abs() > (MASS_TOLERANCE * expected).clamp(min=disc_area / 2)).any(0)  # [T]
+    return sum(1 for t in frames if off[t] or _colour_counts(detections[t].labels.tolist()) != reference)
 
 
 def identity_faults(video: Tensor, whole_frames: Tensor, disc_area: float) -> Tensor:
@@ -44,10 +56,25 @@ def identity_faults(video: Tensor, whole_frames: Tensor, disc_area: float) -> Te
         if len(balls) != 1:  # the given frames disagree: nothing to hold the made ones to
             continue
         (reference,) = balls
-        mass = masses[b]
-        expected = mass[:, given].mean(1, keepdim=True)
-        off = ((mass - expected).abs() > (MASS_TOLERANCE * expected).clamp(min=disc_area / 2)).any(0)  # [T]
-        for t in (~given).nonzero()[:, 0].tolist():
-            if off[t] or _colour_counts(detections[t].labels.tolist()) != reference:
-                faults[b] += 1
+        expected = masses[b][:, given].mean(1, keepdim=True)
+        faults[b] = _faulty_frames(detections, masses[b], reference, expected, (~given).nonzero()[:, 0].tolist(),
+                                   disc_area)
+    return faults
+
+
+def consistency_faults(video: Tensor, disc_area: float) -> Tensor:
+    """Frames per video [B] (long) of videos [B, 3, T, H, W] in [-1, 1] made with no frame given that break object
+    permanence: whose balls differ from those most of the video's frames show, or whose colour masses are off their
+    median over the frames (as `identity_faults` measures); 0 for a video that is no scene of balls over black."""
+    video = video.detach().float().cpu()
+    masses = colour_masses(video)  # [B, P, T]
+    faults = torch.zeros(video.shape[0], dtype=torch.long)
+    for b in range(video.shape[0]):
+        detections = detect_balls_in_clip(video[b])
+        if ball_scene_problem(video[b], detections):
+            continue
+        shown = Counter(_colour_counts(frame.labels.tolist()) for frame in detections)
+        reference = shown.most_common(1)[0][0]
+        expected = masses[b].median(1, keepdim=True).values
+        faults[b] = _faulty_frames(detections, masses[b], reference, expected, list(range(video.shape[2])), disc_area)
     return faults

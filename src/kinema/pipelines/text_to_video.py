@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from kinema.config import Config
 from kinema.control.binding import bind_objects, prompt_colours
 from kinema.control.camera import camera_energy, parse_camera
 from kinema.control.direction import direction_energy
-from kinema.control.identity_check import identity_faults
+from kinema.control.identity_check import consistency_faults, identity_faults
 from kinema.control.identity_energy import identity_energy, known_masses, named_colours, smallest_disc_area
 from kinema.control.keyframe_physics import onto_keyframe_paths, sparse_keyframe_paths
 from kinema.control.physics_energy import physics_energy, project_to_physics
@@ -354,7 +355,8 @@ class TextToVideoPipeline:
         guidance defaults to the model's `animate_identity_guidance`. With any frame given whole, a video whose made
         frames lose, add, resize or recolour a ball of the given frames (kinema.control.identity_check) is sampled
         again with fresh noise up to `retries` times, keeping each video's attempt with the fewest such frames
-        (kinema.diffusion.rejection; default 2). `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0
+        (kinema.diffusion.rejection; default 2); so is a video made from one text per video alone whose frames
+        disagree on their balls (`consistency_faults`). `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0
         returns it, 1 samples afresh; with `source_prompt` (what the video shows, one for all or one per video; ""
         for none) it starts
         from the video's DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
@@ -513,11 +515,14 @@ class TextToVideoPipeline:
                 video = self._on_keyframe_paths(video, given.to(self.device), keyframe_physics)
             return video.clamp(-1, 1)
 
-        if given is None or not given.whole_frames.any():
-            return sample(0).cpu()
         disc_area = smallest_disc_area(self.simulator, width)
-        return fewest_faults(sample, lambda video: identity_faults(video, given.whole_frames, disc_area),
-                             retries).cpu()
+        if given is not None and given.whole_frames.any():
+            faults = partial(identity_faults, whole_frames=given.whole_frames, disc_area=disc_area)
+        elif given is None and init_video is None and not any(_is_anchors(p) for p in prompts):
+            faults = partial(consistency_faults, disc_area=disc_area)
+        else:  # pixels given in part, an edit, or time-anchored prompts (whose objects may change by design)
+            return sample(0).cpu()
+        return fewest_faults(sample, faults, retries).cpu()
 
     def _in_latents(self, shape: tuple[int, ...], known: KnownPixels | None, init_video: Tensor | None
                     ) -> tuple[tuple[int, ...], KnownPixels | None, Tensor | None]:
