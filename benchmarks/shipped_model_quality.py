@@ -90,7 +90,8 @@ def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: st
     direction_guidance = pipe.spec.defaults.direction_guidance if direction_guidance is None else direction_guidance
     identity_guidance = pipe.spec.defaults.identity_guidance if identity_guidance is None else identity_guidance
     return {"guidance": guidance, "direction_guidance": direction_guidance,
-            "identity_guidance": identity_guidance, "retries": RETRIES if retries is None else retries, "steps": steps, "sampler": sampler, "videos": len(rows),
+            "identity_guidance": identity_guidance, "retries": RETRIES if retries is None else retries,
+            "steps": steps, "sampler": sampler, "videos": len(rows),
             "colour_accuracy": mean("colour_ok"), "two_ball_count_accuracy": mean("count_ok", "count"),
             "one_ball_count_accuracy": mean("count_ok", "colour"), "direction_accuracy": mean("direction_ok"),
             "count_constancy": mean("count_constancy"), "color_constancy": mean("color_constancy"),
