@@ -131,17 +131,24 @@ def test_bad_tilings_are_one_line_errors(size, overlap):
         encode_chunked(tiny_vae(), torch.zeros(1, 3, 5, 16, 16), 1, Tiling(size, overlap))
 
 
-def test_the_benchmark_streams_each_length_and_scores_a_checkpoint(tmp_path, monkeypatch):
+def load_benchmark():
+    """benchmarks/autoencoder.py as a module."""
     import importlib.util
-    import json
     from pathlib import Path
-
-    from kinema.autoencoder import save_autoencoder
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "autoencoder.py"
     spec = importlib.util.spec_from_file_location("autoencoder_benchmark", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_benchmark_streams_each_length_and_scores_a_checkpoint(tmp_path, monkeypatch):
+    import json
+
+    from kinema.autoencoder import save_autoencoder
+
+    bench = load_benchmark()
     monkeypatch.setattr(bench, "in_fresh_process", bench.stream)  # no spawned interpreters in a test
     save_autoencoder(tmp_path / "vae", tiny_vae())
     report = bench.main(["--checkpoint", str(tmp_path / "vae"), "--frames", "5", "13", "--size", "32", "--chunk", "1",
@@ -151,4 +158,23 @@ def test_the_benchmark_streams_each_length_and_scores_a_checkpoint(tmp_path, mon
     assert all(row["enc_ms_per_frame"] > 0 and row["dec_ms_per_frame"] > 0 for row in report["streaming"])
     assert set(report["quality"]) == {"balls", "camera"}
     assert all(0 < row["psnr"] < 100 and row["flicker_original"] > 0 for row in report["quality"].values())
+    assert all(0 < row["psnr_background"] < 100 for row in report["quality"].values())
     assert json.loads((tmp_path / "report.json").read_text())["peak_ratio"] == report["peak_ratio"]
+
+
+def test_the_benchmark_floor_is_the_background_alone():
+    """The floor is the background alone: black for the balls (at radii scaled with the size), the per-channel
+    median for textures."""
+    from kinema.metrics.frame import psnr
+
+    bench = load_benchmark()
+    args = bench.parse_args(["--size", "64", "--clip-frames", "5"])
+    config = bench.quality_config("balls", args)
+    assert config.radius_range == (6.0, 9.0)  # the 32x32 set's radii, doubled at 64x64
+    clip = bench.build_dataset("balls", config, seed=3)[0]["video"][None]
+    floor = bench.background(clip)
+    torch.testing.assert_close(floor, torch.full_like(clip, -1.0))
+    assert psnr(floor, clip).item() < 30
+    textured = torch.rand(1, 3, 5, 8, 8) * 2 - 1
+    torch.testing.assert_close(bench.background(textured)[0, :, 0, 0, 0],
+                               textured[0].flatten(1).median(dim=1).values)

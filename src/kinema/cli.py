@@ -975,17 +975,20 @@ vae_app = typer.Typer(cls=OneLineErrorGroup, add_completion=False, no_args_is_he
                       help="Encode, decode and reconstruct videos with a causal video autoencoder (any length, flat "
                       "memory).")
 app.add_typer(vae_app, name="vae")
-VAE_DIR = typer.Option(..., "--autoencoder", "-c", help="autoencoder directory (config.json + model.safetensors)")
+VAE_DIR = typer.Option(None, "--autoencoder", "-c", show_default=False,
+                       help="autoencoder directory (config.json + model.safetensors; default: the shipped one, "
+                       "trained on 64x64 balls)")
 VAE_CHUNK = typer.Option(4, "--chunk", help="latent frames per chunk: memory grows with it, not with the video")
 VAE_TILE = typer.Option(0, "--tile", help="cut frames larger than this many pixels into blended tiles (0 = off)")
 VAE_OVERLAP = typer.Option(16, "--tile-overlap", help="pixels that neighbouring tiles share")
 
 
-def _autoencoder(directory: Path, device: str, tile: int, overlap: int):
-    """The autoencoder of a directory on `device`, and the tiling of --tile / --tile-overlap."""
+def _autoencoder(directory: Optional[Path], device: str, tile: int, overlap: int):
+    """The autoencoder of a directory (None: the shipped one) on `device`, and the tiling of --tile / --tile-overlap."""
     from kinema.autoencoder import Tiling, load_autoencoder
+    from kinema.autoencoder.directory import SHIPPED_AUTOENCODER
 
-    vae, _, _ = load_autoencoder(directory)
+    vae, _, _ = load_autoencoder(directory or SHIPPED_AUTOENCODER)
     tiling = Tiling(tile, overlap) if tile else None
     if tiling is not None:
         tiling.check(vae.spatial_factor)
@@ -999,7 +1002,8 @@ def _notes(notes: list[str]) -> None:
 
 @vae_app.command(name="encode")
 @user_errors
-def vae_encode(video: Path = typer.Argument(..., help="video file to encode"), autoencoder: Path = VAE_DIR,
+def vae_encode(video: Path = typer.Argument(..., help="video file to encode"),
+               autoencoder: Optional[Path] = VAE_DIR,
                output: Path = typer.Option(Path("latents.safetensors"), "--output", "-o", help="latents file to "
                                            "write (safetensors: the posterior mean [1, z, t, h, w])"),
                chunk: int = VAE_CHUNK, tile: int = VAE_TILE, tile_overlap: int = VAE_OVERLAP, device: str = DEVICE):
@@ -1016,7 +1020,7 @@ def vae_encode(video: Path = typer.Argument(..., help="video file to encode"), a
 @vae_app.command(name="decode")
 @user_errors
 def vae_decode(latents: Path = typer.Argument(..., help="latents file written by kinema vae encode"),
-               autoencoder: Path = VAE_DIR,
+               autoencoder: Optional[Path] = VAE_DIR,
                output: Path = typer.Option(Path("decoded.mp4"), "--output", "-o", help="video file to write (mp4 | "
                                            "webm)"),
                fps: Optional[float] = typer.Option(None, "--fps", help="frame rate (default: the encoded video's)"),
@@ -1033,7 +1037,7 @@ def vae_decode(latents: Path = typer.Argument(..., help="latents file written by
 @vae_app.command(name="reconstruct")
 @user_errors
 def vae_reconstruct(video: Path = typer.Argument(..., help="video file to encode and decode"),
-                    autoencoder: Path = VAE_DIR,
+                    autoencoder: Optional[Path] = VAE_DIR,
                     output: Optional[Path] = typer.Option(None, "--output", "-o", help="also write the "
                                                           "reconstruction (mp4 | webm)"),
                     chunk: int = VAE_CHUNK, tile: int = VAE_TILE, tile_overlap: int = VAE_OVERLAP,

@@ -1,7 +1,7 @@
 """The causal video autoencoder: video <-> latents, one-shot or chunked at flat memory (chapter 11.4)."""
 
 from kinema.autoencoder.causal_vae import CausalVAEConfig, CausalVideoVAE, DiagonalGaussian
-from kinema.autoencoder.directory import LatentNormalization, load_autoencoder, save_autoencoder
+from kinema.autoencoder.directory import SHIPPED_AUTOENCODER, LatentNormalization, load_autoencoder, save_autoencoder
 from kinema.autoencoder.layers import StreamState
 from kinema.autoencoder.streaming import (
     Tiling,
@@ -13,6 +13,7 @@ from kinema.autoencoder.streaming import (
 )
 
 __all__ = [
+    "SHIPPED_AUTOENCODER",
     "CausalVAEConfig",
     "CausalVideoVAE",
     "DiagonalGaussian",

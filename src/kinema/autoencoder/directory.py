@@ -24,6 +24,7 @@ from kinema.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, re
 
 KIND = "autoencoder"
 CONFIG_KEY = "autoencoder"  # the architecture's section in config.json
+SHIPPED_AUTOENCODER = Path(__file__).resolve().parent.parent / "pretrained" / "balls_vae"  # configs/vae_balls.yaml
 
 
 @dataclass
@@ -87,8 +88,10 @@ def read_autoencoder_config(path: str | Path) -> tuple[CausalVAEConfig, LatentNo
     return config, latents, values
 
 
-def load_autoencoder(path: str | Path, prefer_ema: bool = True) -> tuple[CausalVideoVAE, LatentNormalization, dict]:
-    """Build the autoencoder recorded in `path/config.json` and load its (EMA, when present) weights, in eval mode."""
+def load_autoencoder(path: str | Path = SHIPPED_AUTOENCODER,
+                     prefer_ema: bool = True) -> tuple[CausalVideoVAE, LatentNormalization, dict]:
+    """Build the autoencoder recorded in `path/config.json` (default: the shipped one) and load its (EMA, when present)
+    weights, in eval mode."""
     path = Path(path)
     config, latents, metadata = read_autoencoder_config(path)
     vae = CausalVideoVAE(config)
