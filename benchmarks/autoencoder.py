@@ -136,9 +136,10 @@ def quality_config(kind: str, args: argparse.Namespace):
     config_class = DATASETS[kind].config_class
     if kind != "balls":
         return config_class(num_frames=args.clip_frames, size=args.size)
-    low, high = config_class().radius_range
-    scale = args.size / config_class().size
-    return config_class(num_frames=args.clip_frames, size=args.size, radius_range=(low * scale, high * scale))
+    default = config_class()
+    scale = args.size / default.size
+    return config_class(num_frames=args.clip_frames, size=args.size,
+                        radius_range=tuple(r * scale for r in default.radius_range))
 
 
 def background(video: Tensor) -> Tensor:
