@@ -36,20 +36,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_timing import machine_info  # noqa: E402
-from shipped_model_quality import prompt_suite, relative, score_video  # noqa: E402
+from shipped_model_quality import (HELD_OUT_SEED, prompt_suite, relative, score_video,  # noqa: E402
+                                   simulator_roughness)
 
 from kinema.config import with_overrides  # noqa: E402
 from kinema.conditioning.controls import low_resolution  # noqa: E402
-from kinema.data.physics_balls import simulate_balls  # noqa: E402
 from kinema.data.registry import build_dataset  # noqa: E402
-from kinema.metrics.balls import track_balls  # noqa: E402
 from kinema.metrics.frame import psnr  # noqa: E402
-from kinema.metrics.physics import physics_scores  # noqa: E402
 from kinema.models.registry import build_model  # noqa: E402
 from kinema.pipelines.cascade import SHIPPED_SR_MODEL, CascadePipeline  # noqa: E402
 from kinema.pipelines.text_to_video import TextToVideoPipeline, shipped_model  # noqa: E402
-
-HELD_OUT_SEED = 20261129
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -93,28 +89,15 @@ def _bicubic(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return up.view(b, t, c, height, width).transpose(1, 2)
 
 
-def simulator_roughness(like: TextToVideoPipeline, frames: int, fps: float, scale: int, clips: int) -> float:
-    """Mean tracked roughness of the simulator's clips at `like`'s data settings, `frames` long at `fps`, with every
-    length in pixels times `scale` (the size a super-resolution stage makes)."""
-    data = like.config.data
-    config = type(data)(**{**vars(data), "num_frames": frames, "fps": fps, "size": data.size * scale,
-                           "radius_range": tuple(r * scale for r in data.radius_range),
-                           "speed_range": tuple(s * scale for s in data.speed_range), "gravity": data.gravity * scale})
-    values = [physics_scores(track_balls(simulate_balls(config, HELD_OUT_SEED + i).video))["roughness"]
-              for i in range(clips)]
-    return float(np.nanmean(values))
-
-
 def quality(videos: torch.Tensor, suite: list[dict], reference_roughness: float) -> dict:
     """Colour, count, identity and roughness (over the simulator's) of one video per suite entry."""
     rows = [score_video(video, want) for video, want in zip(videos, suite)]
-    rough = [physics_scores(track_balls(video))["roughness"] for video in videos]
     one = [r["colour_ok"] for r, w in zip(rows, suite) if w["count"] == 1]
     two = [r["count_ok"] for r, w in zip(rows, suite) if w["count"] == 2]
     return {"colour_accuracy": float(np.mean(one)) if one else float("nan"),
             "two_ball_count_accuracy": float(np.mean(two)) if two else float("nan"),
             "identity_persistence": float(np.nanmean([r["identity_persistence"] for r in rows])),
-            "roughness_vs_simulator": float(np.nanmean(rough)) / reference_roughness}
+            "roughness_vs_simulator": float(np.nanmean([r["roughness"] for r in rows])) / reference_roughness}
 
 
 def equal_parameter_model(pipe: TextToVideoPipeline, parameters: int, frames: int, scale: int):
@@ -155,7 +138,7 @@ def generation(args: argparse.Namespace) -> tuple[list[dict], dict]:
         result = stage(prompts, video=video, fps=fps, **steps)
         spent += time.perf_counter() - began
         video, fps, total = result.video, result.fps, total + part
-        reference = simulator_roughness(keyframes, video.shape[2], fps, scale, count)
+        reference = simulator_roughness(keyframes, count, video.shape[2], fps, scale)
         rows.append({"pipeline": name, "shape": list(video.shape[1:]), "fps": fps, "params_m": total / 1e6,
                      **quality(video, suite, reference), "seconds_per_video": spent / count})
     one, one_count = equal_parameter_model(keyframes, total, video.shape[2], 2)

@@ -5,6 +5,8 @@ For each prompt family it samples N videos and tracks the balls in them (kinema.
 - count: one- vs two-ball prompts -> share of videos with the asked number of balls (median over frames);
 - direction: "... to the left/right" -> share of videos whose mean horizontal velocity has the asked sign;
 - identity: count constancy, colour constancy and whole-clip identity persistence over all videos;
+- smoothness: roughness (mean |second difference| of tracked centres, kinema.metrics.physics) over that of the
+  simulator's own held-out clips at the model's data settings (1 = as smooth as the simulator);
 plus seconds per generated video. Run:
 
     python benchmarks/shipped_model_quality.py                      # the model Kinema ships
@@ -24,16 +26,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kinema.data.physics_balls import simulate_balls
 from kinema.diffusion.rejection import RETRIES
 from kinema.metrics.balls import track_balls
-from kinema.metrics.physics import identity_scores
+from kinema.metrics.physics import identity_scores, physics_scores
 from kinema.pipelines.text_to_video import TextToVideoPipeline
 
+HELD_OUT_SEED = 20261129  # simulator clips never trained on
 COLOURS = ["red", "green", "blue", "yellow", "magenta", "cyan", "white", "orange"]
 ROOT = Path(__file__).resolve().parent.parent
 SCORES = {"colour_accuracy": "colour", "one_ball_count_accuracy": "1-ball count", "two_ball_count_accuracy":
           "2-ball count", "direction_accuracy": "direction", "count_constancy": "count const.",
-          "color_constancy": "colour const.", "identity_persistence": "identity"}  # the scores, as tables name them
+          "color_constancy": "colour const.", "identity_persistence": "identity",
+          "roughness_vs_simulator": "roughness / sim."}  # the scores, as tables name them
 
 
 def relative(path: Path) -> str:
@@ -62,7 +67,7 @@ def score_video(video: torch.Tensor, want: dict) -> dict:
     identity = identity_scores(tracks)
     palette = np.array(tracks.palette)
     seen = {str(palette[label]) for label in tracks.labels[tracks.present]}
-    row = {**identity, "colour_ok": float(seen == want["colours"]),
+    row = {**identity, "roughness": physics_scores(tracks)["roughness"], "colour_ok": float(seen == want["colours"]),
            "count_ok": float(identity["ball_count"] == want["count"])}
     if "direction" in want:
         steps = np.diff(tracks.centres[..., 0], axis=1)
@@ -71,9 +76,23 @@ def score_video(video: torch.Tensor, want: dict) -> dict:
     return row
 
 
+def simulator_roughness(like: TextToVideoPipeline, clips: int, frames: int | None = None, fps: float | None = None,
+                        scale: int = 1) -> float:
+    """Mean tracked roughness of `clips` simulator clips at `like`'s data settings (`frames` long at `fps`, by
+    default the model's), with every length in pixels times `scale` (the size a super-resolution stage makes)."""
+    data = like.config.data
+    config = type(data)(**{**vars(data), "num_frames": frames or data.num_frames, "fps": fps or data.fps,
+                           "size": data.size * scale, "radius_range": tuple(r * scale for r in data.radius_range),
+                           "speed_range": tuple(s * scale for s in data.speed_range), "gravity": data.gravity * scale})
+    values = [physics_scores(track_balls(simulate_balls(config, HELD_OUT_SEED + i).video))["roughness"]
+              for i in range(clips)]
+    return float(np.nanmean(values))
+
+
 def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: str, seeds: int,
              suite: list[dict] | None = None, direction_guidance: float | None = None,
-             identity_guidance: float | None = None, retries: int | None = None) -> dict:
+             identity_guidance: float | None = None, retries: int | None = None,
+             reference_roughness: float = float("nan")) -> dict:
     rows, seconds = [], []
     for want in suite or prompt_suite():
         started = time.perf_counter()
@@ -95,7 +114,9 @@ def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: st
             "colour_accuracy": mean("colour_ok"), "two_ball_count_accuracy": mean("count_ok", "count"),
             "one_ball_count_accuracy": mean("count_ok", "colour"), "direction_accuracy": mean("direction_ok"),
             "count_constancy": mean("count_constancy"), "color_constancy": mean("color_constancy"),
-            "identity_persistence": mean("identity_persistence"), "seconds_per_video": float(np.mean(seconds))}
+            "identity_persistence": mean("identity_persistence"),
+            "roughness_vs_simulator": mean("roughness") / reference_roughness,
+            "seconds_per_video": float(np.mean(seconds))}
 
 
 def main() -> None:
@@ -113,9 +134,10 @@ def main() -> None:
     args = parser.parse_args()
     pipe = TextToVideoPipeline.from_pretrained(args.checkpoint)
     defaults = pipe.config.sample
+    reference = simulator_roughness(pipe, len(prompt_suite()) * args.seeds)
     results = [evaluate(pipe, defaults.guidance if g is None else g, args.steps or defaults.steps,
                         args.sampler or defaults.sampler, args.seeds, direction_guidance=d, identity_guidance=i,
-                        retries=r)
+                        retries=r, reference_roughness=reference)
                for g in args.guidance for d in args.direction_guidance for i in args.identity_guidance
                for r in args.retries]
     keys = [k for k in results[0] if k not in ("sampler", "videos")]

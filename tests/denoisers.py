@@ -1,9 +1,11 @@
-"""Tiny denoisers for tests: one small config per registered model, and inputs carrying every field a model reads."""
+"""Tiny denoisers for tests: one small config per registered model, inputs carrying every field a model reads, and a
+tiny causal autoencoder for latent models."""
 
 from __future__ import annotations
 
 import torch
 
+from kinema.autoencoder import CausalVAEConfig, CausalVideoVAE
 from kinema.conditioning.conditioning import Conditioning
 from kinema.conditioning.controls import control_channels
 from kinema.config import Config
@@ -70,3 +72,11 @@ def denoiser_inputs(model: Denoiser, batch: int = 2, frames: int = 4, size: int 
     if "attributes" in fields:
         cond.attributes = torch.rand(batch, len(model.attributes), generator=generator) * 2
     return x, t, cond
+
+
+def tiny_vae(seed: int = 0, latent_channels: int = 4, spatial: int = 4, temporal: int = 2) -> CausalVideoVAE:
+    """A seeded, untrained causal autoencoder: 1 + temporal*n frames of sides divisible by `spatial`."""
+    torch.manual_seed(seed)
+    config = CausalVAEConfig(channels=8, channel_mult=(1, 2), norm_groups=4, latent_channels=latent_channels,
+                             spatial_downsample=spatial, temporal_downsample=temporal)
+    return CausalVideoVAE(config).eval()

@@ -1,6 +1,7 @@
 """Tiny runs of benchmarks/peers.py, benchmarks/unet_vs_diffusers.py, benchmarks/mfu.py and
 benchmarks/frame_tasks.py: the models are built at matched sizes, the harness measures and compares them, the FLOP
-count scales with the batch, and the frame tasks keep the given pixels and beat naive baselines where they should."""
+count scales with the batch, the frame tasks keep the given pixels and beat naive baselines where they should, and
+the shipped-model benchmark scores the simulator as smooth as itself."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 import torch
 from denoisers import tiny_denoiser, tiny_run_config
 
-from kinema.data.physics_balls import render_balls
+from kinema.data.physics_balls import BouncingBallsConfig, render_balls, simulate_balls
 from kinema.metrics.balls import track_balls
 from kinema.metrics.frame import PSNR_CAP_DB, psnr
 from kinema.models.pretrained import save_pretrained
@@ -38,7 +39,7 @@ def bench():
     try:
         yield SimpleNamespace(**{name: importlib.import_module(name)
                                  for name in ("model_timing", "peers", "unet_vs_diffusers", "mfu", "frame_tasks",
-                                              "long_video", "studio")})
+                                              "long_video", "studio", "shipped_model_quality")})
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -183,3 +184,32 @@ def test_studio_memory_counts_the_server_and_its_child_processes(bench):
         child.communicate("")
     assert bench.studio.rss_mb(child.pid) == 0  # gone: nothing to count
 
+
+
+def test_the_simulator_scores_as_smooth_as_itself_in_the_shipped_model_benchmark(bench):
+    """A 'model' that returns the simulator's held-out clips has roughness 1x the simulator's, and a jittered copy
+    of them more."""
+    quality = bench.shipped_model_quality
+    config = BouncingBallsConfig(num_frames=8, size=32, radius_range=(3.0, 4.5))
+    suite = quality.prompt_suite()[:4]
+    clips = [simulate_balls(config, quality.HELD_OUT_SEED + i).video for i in range(len(suite))]
+
+    def jittered(video: torch.Tensor, b: int) -> torch.Tensor:
+        shift = [0, 2, -2, 1, -1, 2, 0, -2][: video.shape[1]]
+        return torch.stack([torch.roll(video[:, t], shift[(t + b) % len(shift)], dims=-1)
+                            for t in range(video.shape[1])], dim=1)
+
+    class Simulator:
+        def __init__(self, jitter: bool):
+            self.config = SimpleNamespace(data=config)
+            self.spec = SimpleNamespace(defaults=SimpleNamespace(direction_guidance=0.0, identity_guidance=0.0))
+            self.made, self.jitter = iter(clips), jitter
+
+        def __call__(self, prompts, **options):
+            videos = [next(self.made) for _ in prompts]
+            return torch.stack([jittered(v, b) if self.jitter else v for b, v in enumerate(videos)])
+
+    reference = quality.simulator_roughness(Simulator(False), len(suite))
+    options = dict(guidance=1.0, steps=1, sampler="ddim", seeds=1, suite=suite, reference_roughness=reference)
+    assert quality.evaluate(Simulator(False), **options)["roughness_vs_simulator"] == pytest.approx(1.0)
+    assert quality.evaluate(Simulator(True), **options)["roughness_vs_simulator"] > 1.5

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from denoisers import denoiser_inputs, tiny_denoiser
+from denoisers import denoiser_inputs, tiny_denoiser, tiny_vae
 from kinema.cli import app
 from kinema.conditioning.conditioning import Conditioning
 from kinema.diffusion import build_schedule, classifier_free_guidance
@@ -180,6 +180,32 @@ def test_distilled_directory_samples_in_four_steps_without_guidance(tmp_path, te
     code = CliRunner().invoke(app, ["generate", "a red ball bounces", "-c", str(out), "-o", str(tmp_path / "v.mp4")])
     assert code.exit_code == 0, code.output
     assert (tmp_path / "v.mp4").stat().st_size > 0
+
+
+def test_a_latent_teacher_is_distilled_on_latents_and_its_student_keeps_the_autoencoder(tmp_path, tiny_config,
+                                                                                       text_encoder, monkeypatch):
+    from kinema.autoencoder import LatentNormalization, save_autoencoder
+    from kinema.autoencoder.latent_space import LatentSpace
+    from kinema.training import distill as distill_module
+
+    vae_dir = save_autoencoder(tmp_path / "vae", tiny_vae(), LatentNormalization(scale=0.5, shift=0.1))
+    config = tiny_config("model.in_channels=4", "data.num_frames=5", "data.size=16", "sample.steps=8",
+                         f"model.autoencoder={vae_dir}")
+    torch.manual_seed(0)
+    teacher = save_pretrained(tmp_path / "teacher", build_model(config.model_name, config.model), config, {"step": 1})
+    cleans, loss = [], distill_module.distillation_loss
+    monkeypatch.setattr(distill_module, "distillation_loss", lambda student, teacher, video, *args: cleans.append(
+        video) or loss(student, teacher, video, *args))
+    encoded, encode = [], LatentSpace.encode
+    monkeypatch.setattr(LatentSpace, "encode", lambda self, video, generators=None: encoded.append(
+        (video, encode(self, video, generators))) or encoded[-1][1])
+    out = distill(teacher, tmp_path / "student", DistillOptions(steps=4, iterations_per_round=2, batch_size=2),
+                  text_encoder=text_encoder, progress=False, log=lambda line: None)
+    assert [tuple(x.shape) for x in cleans] == [(2, 4, 3, 4, 4)] * 2  # the clips' latents, not their pixels
+    assert tuple(encoded[0][0].shape) == (2, 3, 5, 16, 16) and torch.equal(cleans[0], encoded[0][1])
+    assert (out / "autoencoder" / "config.json").is_file()
+    video = TextToVideoPipeline.from_pretrained(out, text_encoder=text_encoder)(["a red ball"], progress=False)
+    assert video.shape == (1, 3, 5, 16, 16)
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -103,7 +103,7 @@ def pipeline():
     return TextToVideoPipeline(model, tiny_run_config(model, "video_unet"))
 
 
-def test_the_pipeline_option_steers_toward_the_reference_and_weight_zero_changes_nothing(monkeypatch):
+def test_the_pipeline_option_steers_toward_the_reference_and_weight_zero_changes_nothing():
     pipe = pipeline()
     clip = simulate_balls(BouncingBallsConfig(size=8, radius_range=(1.5, 2.0), min_balls=1, max_balls=1,
                                               num_frames=4), 0)
@@ -118,9 +118,6 @@ def test_the_pipeline_option_steers_toward_the_reference_and_weight_zero_changes
     assert energy(on).item() < 0.9 * energy(plain).item(), (energy(on).item(), energy(plain).item())
     with pytest.raises(KinemaError, match="identity guidance must be at least 0"):
         pipe([""], identity_guidance=-1.0, **options)
-    monkeypatch.setattr(pipe, "latents", object())
-    with pytest.raises(KinemaError, match="identity guidance reads objects in pixel frames"):
-        pipe([""], identity_guidance=1.0, steps=1, progress=False)
 
 
 @pytest.mark.parametrize("command", ["generate", "animate", "stream"])

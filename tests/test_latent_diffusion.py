@@ -1,5 +1,6 @@
 """Latent diffusion (chapter 11.4; Rombach et al. 2022): the latent space of a causal autoencoder, a pipeline that
-samples latents and decodes them, known pixels kept exactly, and model directories that carry their autoencoder."""
+samples latents and decodes them, known pixels kept exactly, time-anchored phrases and guidance energies read
+through the decoder, and model directories that carry their autoencoder."""
 
 from __future__ import annotations
 
@@ -8,24 +9,22 @@ from dataclasses import replace
 
 import pytest
 import torch
-from denoisers import tiny_denoiser, tiny_run_config
+from denoisers import tiny_denoiser, tiny_run_config, tiny_vae
 
-from kinema.autoencoder import CausalVAEConfig, CausalVideoVAE, LatentNormalization, save_autoencoder
+from kinema.autoencoder import LatentNormalization, save_autoencoder
 from kinema.autoencoder.latent_space import LatentSpace
+from kinema.conditioning.anchored import plan_prompts
+from kinema.control.direction import direction_energy
+from kinema.control.identity_energy import identity_energy, known_masses
+from kinema.data.physics_balls import BouncingBallsConfig, simulate_balls
 from kinema.errors import KinemaError
 from kinema.models.pretrained import load_pretrained, save_pretrained
 from kinema.pipelines.known import KnownPixels
+from kinema.pipelines import text_to_video
 from kinema.pipelines.text_to_video import TextToVideoPipeline
 
 K, S, Z = 2, 4, 4  # temporal and spatial factor, latent channels
 FRAMES, SIZE = 1 + 2 * K, 16  # 5 frames of 16x16 -> 3 latent frames of 4x4
-
-
-def tiny_vae(seed: int = 0) -> CausalVideoVAE:
-    torch.manual_seed(seed)
-    config = CausalVAEConfig(channels=8, channel_mult=(1, 2), norm_groups=4, latent_channels=Z,
-                             spatial_downsample=S, temporal_downsample=K)
-    return CausalVideoVAE(config).eval()
 
 
 @pytest.fixture
@@ -102,6 +101,56 @@ def test_known_pixels_come_back_exactly_from_a_latent_model(vae_dir, frame_condi
     out = pipe("", known=KnownPixels(video, mask), steps=2, guidance=1.0, progress=False)
     assert torch.equal(out[mask.expand_as(out)], video[mask.expand_as(video)])
     assert not torch.allclose(out[:, :, 1], video[:, :, 1])
+
+
+def test_a_latent_frame_takes_the_mean_share_of_the_pixel_frames_it_holds(vae_dir):
+    shares = torch.tensor([[[1.0, 1.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 1.0, 0.0]]])  # [B, K, 1 + 2*2]
+    torch.testing.assert_close(LatentSpace.load(vae_dir).frame_shares(shares),
+                               torch.tensor([[[1.0, 0.75, 0.0], [0.0, 0.25, 0.5]]]))
+    with pytest.raises(KinemaError, match="makes 1 .* 2.n frames"):
+        LatentSpace.load(vae_dir).frame_shares(shares[..., :4])
+
+
+def test_time_anchored_phrases_own_each_latent_frame_as_they_own_its_pixel_frames(vae_dir, monkeypatch):
+    """Phrase "a" owns frames 0-1 and "b" frames 2-4: each latent frame's estimate is the phrases' estimates in the
+    shares of the pixel frames it holds (frame 0; frames 1-2, half each; frames 3-4)."""
+    model, config = latent_config(vae_dir)
+    pipe = TextToVideoPipeline(model, config)
+    level = {"a": 1.0, "b": -1.0}
+    monkeypatch.setattr(pipe, "_guided", lambda texts, *args, **kwargs: lambda x, t: torch.full_like(
+        x, level[texts[0]]))
+    plan = plan_prompts([[(0, "a"), (2, "b")]], FRAMES, blend=0)
+    x = torch.zeros(1, Z, 3, SIZE // S, SIZE // S)
+    x0 = pipe.denoiser(plan, 0, FRAMES)(x, torch.ones(1))
+    torch.testing.assert_close(x0[0, 0, :, 0, 0], torch.tensor([1.0, 0.0, -1.0]))
+    assert pipe([[(0, "a"), (2, "b")]], steps=1, guidance=1.0, progress=False).shape == (1, 3, FRAMES, SIZE, SIZE)
+
+
+def test_guidance_energies_read_a_latent_models_decoded_video(vae_dir):
+    """Direction guidance on a latent model: its energy, measured on the decoded video, falls; weight 0 is the
+    unguided video."""
+    model, config = latent_config(vae_dir)
+    pipe = TextToVideoPipeline(model, config)
+    options = dict(steps=3, sampler="ddim", guidance=1.0, retries=0, progress=False)
+    prompt = "a red ball bounces to the right"
+    plain = pipe(prompt, **options)
+    assert torch.equal(plain, pipe(prompt, direction_guidance=0.0, **options))
+    on = pipe(prompt, direction_guidance=30.0, **options)
+    energy = direction_energy(torch.tensor([[1.0, 0.0]]))
+    assert energy(on).item() < 0.9 * energy(plain).item(), (energy(on).item(), energy(plain).item())
+
+
+def test_identity_guidance_keeps_the_colours_a_latent_models_given_frame_shows(vae_dir, monkeypatch):
+    """Animating a given frame: the colour masses to keep are read on the given pixels (not on their latents)."""
+    model, config = latent_config(vae_dir, frame_conditioning=True)
+    pipe = TextToVideoPipeline(model, config)
+    balls = BouncingBallsConfig(size=SIZE, radius_range=(2.0, 3.0), min_balls=1, max_balls=1, num_frames=FRAMES)
+    known = KnownPixels.frames({0: simulate_balls(balls, 0).video[:, 0]}, FRAMES)
+    kept = []
+    monkeypatch.setattr(text_to_video, "identity_energy", lambda *args: kept.append(args[-1]) or identity_energy(
+        *args))
+    pipe("", known=known, identity_guidance=10.0, steps=2, guidance=1.0, retries=0, progress=False)
+    torch.testing.assert_close(kept[0], known_masses(known.video, known.whole_frames))
 
 
 def test_a_latent_model_directory_carries_its_autoencoder(vae_dir, tmp_path):

@@ -149,7 +149,7 @@ def test_the_pipeline_adds_trajectory_and_physics_energies_into_one_reconstructi
         pipe("a blue ball", trajectory=path, **options)
 
 
-def test_bad_guidance_values_and_a_latent_model_are_one_line_errors(pipe, monkeypatch):
+def test_bad_guidance_values_are_one_line_errors(pipe):
     path = spec(("the red ball", "red"))
     for options, needle in [(dict(trajectory_guidance=-1.0), "trajectory guidance"),
                             (dict(physics_guidance=-1.0), "physics guidance"),
@@ -157,9 +157,6 @@ def test_bad_guidance_values_and_a_latent_model_are_one_line_errors(pipe, monkey
                             (dict(height=16, width=8), "square")]:
         with pytest.raises(KinemaError, match=needle):
             pipe("a red ball", trajectory=path, steps=1, progress=False, **options)
-    monkeypatch.setattr(pipe, "latents", object())
-    with pytest.raises(KinemaError, match="latent model"):
-        pipe("a red ball", trajectory=path, steps=1, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,10 @@ a causal autoencoder, and the shapes and known-pixel masks that go with them.
 
 Pixel frame 0 is latent frame 0; latent frame j >= 1 holds pixel frames k(j-1)+1 .. kj, and latent pixel (y, x) the
 s x s block of pixels it was encoded from. A latent element counts as known only when every pixel it holds is known,
-so what the denoiser keeps is what the user gave; the given pixels themselves are put back after decoding.
+so what the denoiser keeps is what the user gave; the given pixels themselves are put back after decoding. What is
+said of pixel frames (a phrase's share of each frame) holds for a latent frame as the mean over the frames it holds;
+what is measured on pixels (guidance energies) is measured on the decoded video, its gradient taken back through the
+decoder.
 """
 
 from __future__ import annotations
@@ -71,6 +74,16 @@ class LatentSpace:
         """Videos in [-1, 1] from normalised latents."""
         with torch.no_grad():
             return self.vae.decode(self.normalization.denormalize(latents)).clamp(-1, 1)
+
+    def decode_differentiable(self, latents: Tensor) -> Tensor:
+        """The decoded videos, unclamped, with the graph back to `latents` kept: for energies measured on pixels."""
+        return self.vae.decode(self.normalization.denormalize(latents))
+
+    def frame_shares(self, shares: Tensor) -> Tensor:
+        """Per latent frame [..., t], the mean of per-pixel-frame values [..., 1 + k*n] over the frames each holds."""
+        self.latent_size(shares.shape[-1], self.vae.spatial_factor, self.vae.spatial_factor)
+        rest = shares[..., 1:].unflatten(-1, (-1, self.vae.temporal_factor)).mean(-1)
+        return torch.cat([shares[..., :1], rest], dim=-1)
 
     def latent_mask(self, mask: Tensor) -> Tensor:
         """[B, 1, t, h, w] bool: the latent elements whose every pixel is True in `mask` [B, 1, 1 + k*n, H, W]."""

@@ -187,7 +187,8 @@ class TextToVideoPipeline:
                  camera_guidance: float = 0.0, identity_guidance: float = 0.0,
                  identity_masses: Tensor | None = None, speed: Tensor | None = None,
                  speed_guidance: float = 0.0) -> DenoiseFn:
-        """The guided x0 denoiser of frames start..stop-1 of the videos `plan` describes: each frame's estimate is
+        """The guided x0 denoiser of (pixel) frames start..stop-1 of the videos `plan` describes (a latent model: the
+        whole clip, each latent frame owned as the frames it holds are): each frame's estimate is
         its phrases' estimates weighted by how much they own it; `known` (pixels of these frames) is kept by
         replacement, after `known_guidance` steps of reconstruction guidance; `motion_strength` scales motion away
         from the nearest known frame; `direction_guidance` steers single-phrase prompts with motion words;
@@ -198,6 +199,8 @@ class TextToVideoPipeline:
         `identity_masses` [B, P] (NaN rows: those the prompts name), by default those of `known`'s whole frames;
         `speed_guidance` pulls the objects' mean speed to `speed` [B] px per frame."""
         texts, weights = plan.window(start, stop)
+        if self.latents is not None:  # a latent model denoises the whole clip: each latent frame's mean share
+            weights = self.latents.frame_shares(weights)
         known = None if known is None else known.to(self.device)
         estimates = [self._guided(phrases, labels, negative_prompt, guidance, known, controls) for phrases in texts]
         if len(estimates) == 1:
@@ -237,10 +240,11 @@ class TextToVideoPipeline:
                  speed_guidance: float = 0.0) -> DenoiseFn:
         """`denoise` with one reconstruction guidance by the weighted sum of the direction, trajectory, physics,
         camera and identity energies that are on (kinema.control; `camera`: steps [T-1, 4] of frames start..stop-1;
-        identity: masses kept as `identity_masses` or `known`'s whole frames give, else as the prompts' colours ask, or, for a model without
-        text, each colour's own; speed: each object's mean speed toward `speed` [B] px per frame), then, with
-        `physics_projection` in (0, 1], each estimate's objects moved that share
-        of the way onto the simulator's fit of their paths at times <= 0.5 (project_to_physics)."""
+        identity: masses kept as `identity_masses` or `known`'s whole frames give, else as the prompts' colours ask,
+        or, for a model without text, each colour's own; speed: each object's mean speed toward `speed` [B] px per
+        frame), then, with `physics_projection` in (0, 1], each estimate's objects moved that share of the way onto
+        the simulator's fit of their paths at times <= 0.5 (project_to_physics). A latent model's energies and
+        projection read its decoded estimate (kinema.autoencoder.latent_space)."""
         prompts = [" ".join(phrases) for phrases in zip(*plan.texts)]
         bound = None  # the trajectory objects' colours; every prompt must name every object
         if trajectory is not None:
@@ -271,8 +275,10 @@ class TextToVideoPipeline:
                 known_masses(known.video, known.whole_frames)
             energies.append((identity_guidance, identity_energy(named.to(self.device), unnamed.to(self.device),
                                                                 simulator, masses)))
+        pixels = (lambda x0: x0) if self.latents is None else self.latents.decode_differentiable
         if energies:
-            denoise = reconstruction_guidance(denoise, lambda x: sum(w * energy(x) for w, energy in energies), 1.0)
+            denoise = reconstruction_guidance(denoise, lambda x0: sum(w * energy(pixels(x0)) for w, energy in energies),
+                                              1.0)
         if physics_projection == 0:
             return denoise
 
@@ -280,8 +286,10 @@ class TextToVideoPipeline:
             x0 = denoise(x, t)
             if t.max() > 0.5:  # the estimate holds no object worth fitting yet
                 return x0
-            return torch.cat([project_to_physics(x0[b:b + 1], colours, simulator, physics_projection)
-                              for b, colours in enumerate(objects)])
+            video = x0 if self.latents is None else self.latents.decode(x0)
+            moved = torch.cat([project_to_physics(video[b:b + 1], colours, simulator, physics_projection)
+                               for b, colours in enumerate(objects)])
+            return moved if self.latents is None else self.latents.encode(moved)
 
         return projected
 
@@ -408,8 +416,8 @@ class TextToVideoPipeline:
         trajectory_guidance = _at_least("trajectory guidance", (0.0 if trajectory is None else 1.0)
                                         if trajectory_guidance is None else trajectory_guidance, 0)
         physics_guidance = _at_least("physics guidance", physics_guidance, 0)
-        keyframe_physics = (1.0 if self.config.data_kind == "balls" and self.latents is None else 0.0) \
-            if keyframe_physics is None else keyframe_physics
+        keyframe_physics = (1.0 if self.config.data_kind == "balls" else 0.0) if keyframe_physics is None \
+            else keyframe_physics
         if not 0 <= keyframe_physics <= 1:
             raise KinemaError(f"keyframe physics must be in [0, 1] (the share of the way onto a physical path through "
                               f"the keyframes), got {keyframe_physics}")
@@ -460,30 +468,19 @@ class TextToVideoPipeline:
         motion_controls = Conditioning(
             control=sampling_controls(self.model.controls, controls or {}, len(prompts), shape[2:]),
             attributes=sampling_attributes(self.model.attributes, attributes or {}, len(prompts)))
+        identity_masses = None
         if self.latents is not None:
-            if direction_guidance > 0 or any(_is_anchors(p) for p in prompts):
-                raise KinemaError("direction guidance and time-anchored prompts act on pixel frames: a latent model "
-                                  "takes neither yet (set direction_guidance=0, give one text per video)")
-            if trajectory_guidance > 0 or physics_guidance > 0 or physics_projection > 0 or camera_guidance > 0 \
-                    or speed_guidance > 0:
-                raise KinemaError("trajectory, physics, camera and speed guidance read pixel frames: a latent model "
-                                  "takes none yet (set trajectory_guidance, physics_guidance, physics_projection, "
-                                  "camera_guidance and speed_guidance to 0)")
-            if identity_guidance > 0:
-                raise KinemaError("identity guidance reads objects in pixel frames: a latent model takes none yet "
-                                  "(set identity_guidance to 0)")
-            if keyframe_physics > 0:
-                raise KinemaError("keyframe physics moves objects in pixel frames: a latent model takes none yet "
-                                  "(set keyframe_physics to 0)")
+            if given is not None:  # what the given frames show, read on their pixels
+                identity_masses = known_masses(given.video.to(self.device), given.whole_frames.to(self.device))
             shape, known, init_video = self._in_latents(shape, known, init_video)
-            frames = shape[2]
             motion_controls.control = resized_control(motion_controls.control, shape[2:])
         plan = plan_prompts(prompts, frames, prompt_blend)
         sources = None
         if source_prompt is not None and strength < 1:
             sources = [source_prompt] * len(prompts) if isinstance(source_prompt, str) else list(source_prompt)
             if len(sources) != len(prompts):
-                raise KinemaError(f"{len(sources)} source prompts for {len(prompts)} videos: give one, or one per video")
+                raise KinemaError(f"{len(sources)} source prompts for {len(prompts)} videos: give one, or one per "
+                                  "video")
             negative_prompt = negative_prompt or sources  # guide from what the video shows (Miyake et al. 2023)
         denoise = self.denoiser(plan, 0, frames, labels=label_indices, guidance=guidance,
                                 negative_prompt=negative_prompt, known=known, known_guidance=known_guidance,
@@ -492,6 +489,7 @@ class TextToVideoPipeline:
                                 trajectory_guidance=trajectory_guidance, physics_guidance=physics_guidance,
                                 physics_projection=physics_projection, camera=camera,
                                 camera_guidance=camera_guidance, identity_guidance=identity_guidance,
+                                identity_masses=identity_masses,
                                 speed=None if speed is None else torch.full((len(prompts),), float(speed)),
                                 speed_guidance=speed_guidance)
         inverting = None if sources is None else self.denoiser(

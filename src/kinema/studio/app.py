@@ -180,15 +180,15 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                             source = gr.Textbox(label="what the video shows (edit from its inversion)",
                                                 visible=False)
                         run_task = gr.Button("Run the task", variant="primary", elem_id="run-task")
-                    with gr.Tab("Motion control", id="motion", visible=card.paths or card.camera) as motion_tab:
+                    with gr.Tab("Motion control", id="motion"):
                         with gr.Row():
                             with gr.Column():
                                 drawing = gr.Image(canvas.draw(trajectory.value), label="click to add points to "
                                                    "the path of the chosen ball", interactive=False,
-                                                   elem_id="canvas", visible=card.paths, height=canvas.CANVAS_SIDE,
+                                                   elem_id="canvas", height=canvas.CANVAS_SIDE,
                                                    width=canvas.CANVAS_SIDE)
                                 path_status = gr.Markdown("", elem_id="path-status")
-                            with gr.Column(visible=card.paths) as path_options:
+                            with gr.Column():
                                 colour = gr.Dropdown(list(BALL_COLORS), value="red", label="ball", elem_id="colour")
                                 curve = gr.Dropdown(list(CURVES), value="min_acceleration", label="curve",
                                                     elem_id="curve")
@@ -205,7 +205,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                                                                         elem_id="trajectory-download")
                                 trajectory_guidance = gr.Number(1.0, label="trajectory guidance (0: the map "
                                                                 "alone, for a model trained with it)", minimum=0)
-                        with gr.Row(visible=card.camera) as camera_row:
+                        with gr.Row():
                             camera = gr.Textbox("", label="camera move per frame step, e.g. pan-left:2,zoom-in:1.02 "
                                                 f"({', '.join(MOVES)})", elem_id="camera")
                             preset = gr.Dropdown(list(CAMERA_PRESETS), value="", label="camera presets")
@@ -242,16 +242,13 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
             return (chosen, found.markdown(), gr.update(visible=found.text), gr.update(visible=found.text),
                     gr.update(value=found.num_frames), gr.update(choices=["", *found.classes], value="",
                                                                  visible=bool(found.classes)),
-                    gr.update(visible=found.paths or found.camera), gr.update(visible=found.paths),
-                    gr.update(visible=found.paths), gr.update(visible=found.camera),
                     canvas.empty_trajectory(found.width, found.num_frames), found.sampler, found.steps,
                     found.guidance, gr.update(choices=list(found.attributes), value=[],
                                               visible=bool(found.attributes)),
                     *[gr.update(visible=name in found.attributes) for name in KNOBS])
 
-        load.click(choose_model, model_box, [model_state, card_md, prompt, negative, frames, label, motion_tab,
-                                             drawing, path_options, camera_row, trajectory, sampler, steps, guidance,
-                                             knobs_on, *knobs.values()])
+        load.click(choose_model, model_box, [model_state, card_md, prompt, negative, frames, label, trajectory,
+                                             sampler, steps, guidance, knobs_on, *knobs.values()])
 
         # -- text to video (longer than the model's frames: streamed frame by frame)
         def text_to_video(model_dir, text, negative_text, count, seed_value, steps_value, sampler_value,

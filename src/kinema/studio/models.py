@@ -37,16 +37,6 @@ class ModelCard:
     steps: int
     guidance: float
 
-    @property
-    def paths(self) -> bool:
-        """Drawn paths steer it: by guidance on pixel frames, or as a control map it was trained with."""
-        return not self.latent or "trajectory" in self.controls
-
-    @property
-    def camera(self) -> bool:
-        """Camera moves steer it: by guidance on pixel frames, or as a control map it was trained with."""
-        return not self.latent or "camera" in self.controls
-
     def markdown(self) -> str:
         """A short description for the page."""
         reads = ["text" if self.text else "no text"]

@@ -3,7 +3,8 @@
 one DDIM step what the teacher takes in two on the uniform time grid; each round halves the step count (e.g. 32 ->
 16 -> 8 -> 4) and the student becomes the next round's teacher. The teacher's target uses its guided estimate
 u + w (c - u) at the teacher's guidance scale w, so the student samples with guidance 1: one network call per step.
-Text, class labels and known frames or pixels reach teacher and student alike.
+Text, class labels and known frames or pixels reach teacher and student alike; a latent teacher is distilled on the
+latents of its training clips, and the student keeps its autoencoder.
 
 The student's x0 target at time t, step 1/N: z_s = two teacher DDIM steps t -> t - 1/2N -> s = t - 1/N from z_t, and
 x0~ = (z_s - (sigma_s / sigma_t) z_t) / (alpha_s - (sigma_s / sigma_t) alpha_t), the x0 that one DDIM step t -> s
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm.auto import tqdm
 
+from kinema.autoencoder.latent_space import LatentSpace
 from kinema.conditioning.conditioning import Conditioning
 from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
@@ -188,8 +190,10 @@ def distill_round(teacher: nn.Module, student: nn.Module, batches: Iterator[Batc
 def _data(config: Config, model: nn.Module, options: DistillOptions, text_encoder: TextEncoder | None,
           guidance: float) -> Iterator[Batch]:
     """Endless batches of the teacher's training data with the conditioning its model reads: the captions (and an
-    empty prompt, no class, for guidance), labels, and known pixels drawn from its `train.frame_tasks`."""
+    empty prompt, no class, for guidance), labels, and known pixels drawn from its `train.frame_tasks`; for a latent
+    teacher, the latents (posterior means) of the clips."""
     dataset = build_dataset(config.data_kind, config.data, options.seed)
+    latents = LatentSpace.load(config.autoencoder) if config.autoencoder else None
     generator = torch.Generator().manual_seed(options.seed)
     fields = model.conditioning_fields
     guided = guidance != 1 and ("text" in fields or "labels" in fields)
@@ -211,19 +215,21 @@ def _data(config: Config, model: nn.Module, options: DistillOptions, text_encode
                 seeds = torch.randint(0, 2**62, (len(video),), generator=generator).tolist()
                 known, _ = draw_frame_tasks(config.train.frame_tasks, video.shape,
                                             [torch.Generator().manual_seed(s) for s in seeds])
+            if latents is not None:  # a latent teacher: the clips' latents, known where all their pixels are
+                video = latents.encode(video)
+                known = None if known is None else latents.latent_mask(known)
+            if known is not None:
                 cond.frames, cond.frame_mask = video, known
                 if pair is not None:
                     pair.frames, pair.frame_mask = video.repeat(2, 1, 1, 1, 1), known.repeat(2, 1, 1, 1, 1)
             yield Batch(video, cond, pair, known)
 
 
-def _check_source(config: Config, spec, output: Path, source: Path) -> None:
+def _check_source(config: Config, output: Path, source: Path) -> None:
     """One-line errors for what this distillation cannot do, before any work."""
     if config.diffusion.prediction == "eps":
         raise KinemaError(f"{source} predicts eps: progressive distillation needs diffusion.prediction v, x0 or flow "
                           f"(an eps model cannot give x0 at full noise; Salimans & Ho 2022, sec. 4)")
-    if spec.autoencoder:
-        raise KinemaError(f"{source} denoises latents of autoencoder '{spec.autoencoder}': distill a pixel model")
     if output.resolve() == source.resolve():
         raise KinemaError(f"distill output {output} is the teacher itself: choose a new directory")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -239,7 +245,7 @@ def distill(source: str | Path, output: str | Path, options: DistillOptions | No
     source, output = Path(source), Path(output)
     teacher, config, metadata = load_pretrained(source)
     spec = read_sampling_spec(config, metadata)
-    _check_source(config, spec, output, source)
+    _check_source(config, output, source)
     defaults = spec.defaults
     teacher_steps = first_teacher_steps(options.steps, options.teacher_steps, defaults.steps)
     rounds = round_steps(options.steps, teacher_steps)
