@@ -153,6 +153,24 @@ def test_identity_guidance_keeps_the_colours_a_latent_models_given_frame_shows(v
     torch.testing.assert_close(kept[0], known_masses(known.video, known.whole_frames))
 
 
+def test_a_latent_model_makes_long_videos_window_by_window_keeping_each_overlap_exactly(vae_dir, monkeypatch):
+    from kinema.pipelines.long_video import LongVideo, collect_long
+
+    model, config = latent_config(vae_dir)
+    pipe = TextToVideoPipeline(model, config)
+    windows, sample_window = [], LongVideo._sample_window
+    monkeypatch.setattr(LongVideo, "_sample_window", lambda self, *args: windows.append(sample_window(self, *args))
+                        or windows[-1])
+    video = collect_long(pipe, "", 13, window=FRAMES, overlap=2, steps=2, guidance=1.0, identity_guidance=0.0)
+    assert video.shape == (1, 3, 13, SIZE, SIZE) and len(windows) == 4  # frames 0-4, 3-7, 6-10, 8-12
+    for before, after, shared in zip(windows, windows[1:], (2, 2, 3)):
+        assert torch.equal(after[:, :shared], before[:, -shared:])
+    torch.testing.assert_close(video[0, :, 8:], windows[-1])
+    for options, needle in [(dict(mode="fifo"), "fifo mode"), (dict(window=4), "makes 1 .* 2.n frames")]:
+        with pytest.raises(KinemaError, match=needle):
+            collect_long(pipe, "", 13, **options)
+
+
 def test_a_latent_model_directory_carries_its_autoencoder(vae_dir, tmp_path):
     model, config = latent_config(vae_dir)
     saved = save_pretrained(tmp_path / "model", model, config)

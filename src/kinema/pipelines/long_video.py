@@ -21,7 +21,8 @@ Two schedules over the model's window of W frames, both from the pipeline's buil
           (one sampler call on a triangular per-frame grid), as a model trained with per-frame levels can do.
 
 Prompts are a `PromptPlan` over the whole length, so time-anchored prompts ("first A, then B", or anchors) work in
-both modes: each window reads its frames' phrases and weights.
+both modes: each window reads its frames' phrases and weights. A latent model makes window mode's windows in its
+latent space, each a whole clip of its autoencoder (1 + k*n frames), the overlap given as pixels and kept exactly.
 """
 
 from __future__ import annotations
@@ -86,11 +87,11 @@ class LongVideo:
                  prompt_blend: int = 4, height: int | None = None, width: int | None = None, retries: int = RETRIES,
                  progress: bool = False):
         spec, defaults = pipe.spec, pipe.spec.defaults
-        if pipe.latents is not None:
-            raise KinemaError("videos longer than the model's frames and streams are made in pixel space: a latent "
-                              f"model makes {spec.num_frames} frames at a time (use a pixel model for longer ones)")
         if mode not in MODES:
             raise KinemaError(f"long video mode must be one of {', '.join(MODES)}, got '{mode}'")
+        if pipe.latents is not None and mode == "fifo":
+            raise KinemaError("fifo mode steps frame by frame at per-frame noise levels: a latent model makes its "
+                              "frames in windows (mode window)")
         if num_frames < 1:
             raise KinemaError(f"num_frames must be at least 1, got {num_frames}")
         window = spec.num_frames if window is None else window
@@ -127,6 +128,8 @@ class LongVideo:
             self.keyframes[index] = frame
         self.pipe, self.mode, self.num_frames, self.seed, self.progress = pipe, mode, num_frames, seed, progress
         self.window, self.overlap, self.partitions = min(window, num_frames), overlap, partitions
+        if pipe.latents is not None:  # every window is a whole clip of the autoencoder's
+            pipe.latents.latent_size(self.window, *self.shape[1:])
         self.time_grid = defaults.time_grid if time_grid is None else time_grid
         sampling_times(pipe.schedule, 1, self.time_grid)  # an unknown grid is named now, not after the first window
         self.plan = plan_prompts([prompt], num_frames, prompt_blend)
@@ -191,16 +194,19 @@ class LongVideo:
         pipe = self.pipe
         if known is not None and known.whole_frames.all():  # dense keyframes: nothing left to sample
             return known.video[0].clamp(-1, 1).cpu()
+        given, shape = known, (1, self.shape[0], stop - start, *self.shape[1:])
+        if pipe.latents is not None:
+            shape, known, _ = pipe.in_latents(shape, known)
         denoise = self._denoiser(self.plan, start, stop, known)
 
         def sample(attempt: int) -> Tensor:
             generator = _noise_generator(self.seed, index, pipe.device, attempt)
-            noise = torch.randn((1, self.shape[0], stop - start, *self.shape[1:]), generator=generator,
-                                device=pipe.device)
+            noise = torch.randn(shape, generator=generator, device=pipe.device)
             x, times = pipe.start(noise, self.steps, self.time_grid, known)
-            return get_sampler(self.sampler)(denoise, x, times, pipe.schedule, generator=generator).clamp(-1, 1)
+            sampled = get_sampler(self.sampler)(denoise, x, times, pipe.schedule, generator=generator)
+            return pipe.pixels_of(sampled, given).clamp(-1, 1)
 
-        return fewest_faults(sample, lambda video: self._missing(video[0], start, stop, known), self.retries)[0].cpu()
+        return fewest_faults(sample, lambda video: self._missing(video[0], start, stop, given), self.retries)[0].cpu()
 
     def _missing(self, video: Tensor, start: int, stop: int, known: KnownPixels | None) -> Tensor:
         """How many sampled frames of `video` [C, T, H, W] (frames start..stop-1) lack a colour their phrase names:

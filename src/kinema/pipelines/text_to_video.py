@@ -472,7 +472,7 @@ class TextToVideoPipeline:
         if self.latents is not None:
             if given is not None:  # what the given frames show, read on their pixels
                 identity_masses = known_masses(given.video.to(self.device), given.whole_frames.to(self.device))
-            shape, known, init_video = self._in_latents(shape, known, init_video)
+            shape, known, init_video = self.in_latents(shape, known, init_video)
             motion_controls.control = resized_control(motion_controls.control, shape[2:])
         plan = plan_prompts(prompts, frames, prompt_blend)
         sources = None
@@ -505,10 +505,7 @@ class TextToVideoPipeline:
                       unit="step", disable=not progress, leave=False) as bar:
                 video = sample_fn(denoise, x, times, self.schedule, generator=generator,
                                   callback=lambda *_: bar.update(1))
-            if self.latents is not None:
-                video = self.latents.decode(video)
-                if given is not None:  # the given pixels exactly, as in pixel space
-                    video = torch.where(given.mask.to(self.device), given.video.to(video), video)
+            video = self.pixels_of(video, given)
             if given is not None and keyframe_physics > 0:
                 video = self._on_keyframe_paths(video, given.to(self.device), keyframe_physics)
             return video.clamp(-1, 1)
@@ -522,8 +519,16 @@ class TextToVideoPipeline:
             return sample(0).cpu()
         return fewest_faults(sample, faults, retries).cpu()
 
-    def _in_latents(self, shape: tuple[int, ...], known: KnownPixels | None, init_video: Tensor | None
-                    ) -> tuple[tuple[int, ...], KnownPixels | None, Tensor | None]:
+    def pixels_of(self, sampled: Tensor, given: KnownPixels | None = None) -> Tensor:
+        """The videos a sampler returned, in pixels: a latent model's decoded with the `given` pixels put back
+        exactly, as in pixel space."""
+        if self.latents is None:
+            return sampled
+        video = self.latents.decode(sampled)
+        return video if given is None else torch.where(given.mask.to(self.device), given.video.to(video), video)
+
+    def in_latents(self, shape: tuple[int, ...], known: KnownPixels | None, init_video: Tensor | None = None
+                   ) -> tuple[tuple[int, ...], KnownPixels | None, Tensor | None]:
         """The latent shape of videos of `shape`, and the known pixels and video to edit as latents (an element is
         known where all of its pixels are)."""
         latents = self.latents
