@@ -45,12 +45,12 @@ from kinema.data.registry import build_dataset  # noqa: E402
 from kinema.metrics.frame import psnr  # noqa: E402
 from kinema.models.registry import build_model  # noqa: E402
 from kinema.pipelines.cascade import SHIPPED_SR_MODEL, CascadePipeline  # noqa: E402
-from kinema.pipelines.text_to_video import TextToVideoPipeline, shipped_model  # noqa: E402
+from kinema.pipelines.text_to_video import SHIPPED_PIXEL_MODEL, TextToVideoPipeline, shipped_model  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keyframes", type=Path, default=shipped_model(), help="keyframe model directory")
+    parser.add_argument("--keyframes", type=Path, default=SHIPPED_PIXEL_MODEL, help="keyframe model directory")
     parser.add_argument("--interpolation", type=Path, default=shipped_model(frames=True), help="interpolation model")
     parser.add_argument("--sr", type=Path, default=SHIPPED_SR_MODEL, help="super-resolution model directory")
     parser.add_argument("--clips", type=int, default=16, help="held-out clips for the super-resolution PSNR")

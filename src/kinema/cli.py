@@ -213,8 +213,8 @@ OVERLAP = typer.Option(None, "--overlap", help="window mode: frames each window 
 PARTITIONS = typer.Option(2, "--partitions", help="fifo mode: windows in the queue (steps per frame = window x "
                           "partitions)")
 WIDTH = typer.Option(None, "--width", help="video width (default: the model's sampling size)")
-SPEED = typer.Option(None, "--speed", help="knob of a model trained with it (model.attributes): objects' mean speed, px "
-                     "per frame at the model's size")
+SPEED = typer.Option(None, "--speed", help="knob of a model trained with it (model.attributes): objects' mean speed, "
+                     "px per frame at the model's size")
 BRIGHTNESS = typer.Option(None, "--brightness", help="knob of a model trained with it: brightness gain (1 = the "
                           "training clips', 0.5 darker, 1.5 brighter)")
 MOTION_AMOUNT = typer.Option(None, "--motion-amount", help="knob of a model trained with it: mean absolute change "
@@ -265,7 +265,8 @@ def generate(
                                                     "video toward the camera move (default 1, or 0 for a model "
                                                     "trained with the camera control)"),
     speed_guidance: Optional[float] = typer.Option(None, "--speed-guidance", help="how hard guidance pulls the "
-                                                   "objects' mean speed toward --speed (default 20 with --speed, 0 = off)"),
+                                                   "objects' mean speed toward --speed (default 20 with --speed, "
+                                                   "0 = off)"),
 ):
     """Generate a video from a text prompt (the shipped model unless --checkpoint); longer ones window by window.
 
@@ -277,7 +278,8 @@ def generate(
     steering = _steering(spec, trajectory, trajectory_guidance, physics_guidance, physics_projection)
     steering.update({name: value for name, value in (("camera", camera), ("camera_guidance", camera_guidance),
                                                       ("speed_guidance", speed_guidance)) if value is not None})
-    if steering and num_frames is not None and num_frames > _model_spec(checkpoint).num_frames:
+    if steering and num_frames is not None and \
+            num_frames > _model_spec(checkpoint, controls="trajectory" in steering).num_frames:
         raise KinemaError("--trajectory, --camera, physics and speed guidance steer one window of the model's "
                           "frames: leave out --num-frames or give at most the model's")
     for name, value in (("identity_guidance", identity_guidance), ("retries", retries)):
@@ -419,14 +421,19 @@ def _numbers(option: str, text: str, counts: tuple[int, ...]) -> list[int]:
     return [int(value) for value in values]
 
 
-def _model_spec(checkpoint: Path | None):
+def _model_spec(checkpoint: Path | None, frames: bool = False, controls: bool = False):
     """The sampling spec (frames, size, channels) of a model directory, read without loading its weights (None: the
-    shipped models, which share one)."""
+    shipped model for text, for known frames, or for drawn paths and knobs)."""
     from kinema.models.pretrained import read_config
     from kinema.models.sampling_spec import read_sampling_spec
     from kinema.pipelines.text_to_video import shipped_model
 
-    return read_sampling_spec(*read_config(shipped_model() if checkpoint is None else checkpoint))
+    return read_sampling_spec(*read_config(shipped_model(frames, controls) if checkpoint is None else checkpoint))
+
+
+def _task_spec(options: dict):
+    """The sampling spec of the model a frame task runs (the shipped one made for known frames unless -c)."""
+    return _model_spec(options["checkpoint"], frames=True)
 
 
 TASK_OPTIONS = {  # options every frame task takes: name -> (type, option)
@@ -505,7 +512,7 @@ def animate(
         if not path or not re.fullmatch(r"\s*-?\d+\s*", index):
             raise KinemaError(f"--keyframe must be INDEX:IMAGE, e.g. 0:a.png, got '{item}'")
         paths[int(index)] = Path(path)
-    _run_task(options, animate_inputs(_model_spec(options["checkpoint"]), paths, num_frames, motion_strength))
+    _run_task(options, animate_inputs(_task_spec(options), paths, num_frames, motion_strength))
 
 
 @app.command()
@@ -522,7 +529,7 @@ def predict(
     """Continue a video from its last frames; the output holds those frames, unchanged, then the new ones."""
     from kinema.pipelines.task_inputs import predict_inputs
 
-    _run_task(options, predict_inputs(_model_spec(options["checkpoint"]), clip, frames, context))
+    _run_task(options, predict_inputs(_task_spec(options), clip, frames, context))
 
 
 @app.command()
@@ -537,7 +544,7 @@ def interpolate(
     """Make in-between frames (frame-rate up-conversion); the given frames come out unchanged."""
     from kinema.pipelines.task_inputs import interpolate_inputs
 
-    _run_task(options, interpolate_inputs(_model_spec(options["checkpoint"]), clip, factor))
+    _run_task(options, interpolate_inputs(_task_spec(options), clip, factor))
 
 
 @app.command()
@@ -559,7 +566,7 @@ def inpaint(
 
     pads = None if pad is None else _numbers("--pad", pad, (4,))
     boxes = None if box is None else _numbers("--box", box, (4, 6))
-    _run_task(options, inpaint_inputs(_model_spec(options["checkpoint"]), clip, mask, boxes, pads))
+    _run_task(options, inpaint_inputs(_task_spec(options), clip, mask, boxes, pads))
 
 
 @app.command()
@@ -581,7 +588,7 @@ def edit(
     guidance to sample.edit_identity_guidance (30 for the shipped model: the prompt's colours pulled in)."""
     from kinema.pipelines.task_inputs import edit_inputs
 
-    _run_task({**options, "prompt": prompt}, edit_inputs(_model_spec(options["checkpoint"]), clip, strength, source))
+    _run_task({**options, "prompt": prompt}, edit_inputs(_task_spec(options), clip, strength, source))
 
 
 RESUME = typer.Option(False, "--resume", help="continue from the newest checkpoint in train.output_dir")
@@ -881,8 +888,8 @@ def prep(
     if workers < 1:
         raise KinemaError(f"--workers must be at least 1, got {workers}")
     options = PrepOptions(cut_threshold=cut_threshold, cut_min_change=cut_min_change, min_shot_seconds=min_shot,
-                          min_sharpness=min_sharpness, min_motion=min_motion, max_motion=max_motion, min_brightness=min_brightness,
-                          max_brightness=max_brightness, max_blockiness=max_blockiness)
+                          min_sharpness=min_sharpness, min_motion=min_motion, max_motion=max_motion,
+                          min_brightness=min_brightness, max_brightness=max_brightness, max_blockiness=max_blockiness)
     counts = prepare(src, out, options, workers=workers)
     typer.echo(f"{counts['files']} files ({counts['analysed']} analysed now): {counts.get('ok', 0)} shots kept, "
                f"{counts.get('filtered', 0)} filtered, {counts.get('bad', 0)} bad files, {counts['skipped']} "
@@ -930,7 +937,8 @@ def arch(
 @app.command(name="eval")
 @user_errors
 def eval_(
-    real: str = typer.Option(..., "--real", help="real set: a folder of videos or a dataset config (configs/balls.yaml)"),
+    real: str = typer.Option(..., "--real", help="real set: a folder of videos or a dataset config "
+                             "(configs/balls.yaml)"),
     fake: list[str] = typer.Option(..., "--fake", help="generated set (repeatable): a folder of videos, a checkpoint, "
                                    "or a run's checkpoints folder (every step_* in it)"),
     out: Path = typer.Option(Path("report.json"), "--out", "-o", help="JSON report; a .md table (and a .png plot "
@@ -948,7 +956,8 @@ def eval_(
     i3d_preset: str = typer.Option("stylegan-v", "--i3d-preset", help="stylegan-v | videogpt (I3D) | raw (any "
                                    "TorchScript [B,3,T,H,W] in [-1,1] -> features) for a TorchScript file"),
     bootstrap: int = typer.Option(100, "--bootstrap", help="bootstrap rounds for 95% intervals (0: none)"),
-    paired: bool = typer.Option(False, "--paired", help="fake i was made for real i: PSNR/SSIM/LPIPS, trajectory error"),
+    paired: bool = typer.Option(False, "--paired", help="fake i was made for real i: PSNR/SSIM/LPIPS, trajectory "
+                                "error"),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="local CLIP directory for CLIP-SIM"),
     sampler_steps: Optional[list[int]] = typer.Option(None, "--sampler-steps", help="sample checkpoints with this "
                                                       "many steps (repeatable: plots metric vs steps)"),

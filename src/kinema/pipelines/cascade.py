@@ -24,7 +24,7 @@ from kinema.models.pretrained import load_pretrained
 from kinema.models.sampling_spec import read_sampling_spec
 from kinema.pipelines.known import KnownPixels
 from kinema.pipelines.tasks import complete, interpolation, next_window
-from kinema.pipelines.text_to_video import TextToVideoPipeline
+from kinema.pipelines.text_to_video import SHIPPED_FRAMES_MODEL, SHIPPED_PIXEL_MODEL, TextToVideoPipeline
 
 SR_CONTROLS = {"low_res_x2": 2, "low_res_x4": 4}  # the super-resolution controls and their size factors
 SHIPPED_SR_MODEL = Path(__file__).resolve().parent.parent / "pretrained" / "balls_sr"  # 32x32 -> 64x64, when shipped
@@ -34,13 +34,11 @@ STAGES = ("keyframes", "interpolation", "super-resolution")
 def stage_paths(stages: str | None = None) -> tuple[Path | None, Path | None, Path | None]:
     """The model directories of "KEYFRAMES,INTERP,SR" (None: all shipped): each a directory, `shipped` (or empty)
     for the model Kinema ships for that stage, or `none` to leave the stage out."""
-    from kinema.pipelines.text_to_video import shipped_model
-
     entries = ["shipped"] * 3 if stages is None else [entry.strip() for entry in stages.split(",")]
     if len(entries) != 3:
         raise KinemaError(f"--stages takes three entries KEYFRAMES,INTERP,SR (a model directory, 'shipped' or "
                           f"'none'), got '{stages}'")
-    shipped = (shipped_model(), shipped_model(frames=True), SHIPPED_SR_MODEL)
+    shipped = (SHIPPED_PIXEL_MODEL, SHIPPED_FRAMES_MODEL, SHIPPED_SR_MODEL)  # the 32x32 models SR enlarges
     paths = []
     for name, entry, default in zip(STAGES, entries, shipped):
         if entry.lower() == "none":

@@ -48,9 +48,11 @@ from kinema.models.sampling_spec import SamplingSpec, read_sampling_spec
 from kinema.pipelines.known import KnownPixels
 from kinema.video import write_contact_sheet, write_video
 
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "pretrained" / "balls"  # text to video
-SHIPPED_FRAMES_MODEL = SHIPPED_MODEL.with_name("balls_frames")  # the same, fine-tuned on every frame task (11.1-11.5)
-SHIPPED_CONTROL_MODEL = SHIPPED_MODEL.with_name("balls_control")  # the same, fine-tuned on drawn paths and knobs (11.3)
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
+SHIPPED_PIXEL_MODEL = PRETRAINED / "balls"  # text to video in pixels, 8 frames of 32x32
+SHIPPED_MODEL = SHIPPED_PIXEL_MODEL  # text to video
+SHIPPED_FRAMES_MODEL = PRETRAINED / "balls_frames"  # the pixel model fine-tuned on every frame task (11.1-11.5)
+SHIPPED_CONTROL_MODEL = PRETRAINED / "balls_control"  # the pixel model fine-tuned on drawn paths and knobs (11.3)
 
 
 def shipped_model(frames: bool = False, controls: bool = False) -> Path:

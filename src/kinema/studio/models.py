@@ -11,9 +11,11 @@ from pathlib import Path
 from kinema.conditioning.text import TextEncoder
 from kinema.models.pretrained import read_config
 from kinema.models.sampling_spec import SamplingSpec, read_sampling_spec
-from kinema.pipelines.text_to_video import TextToVideoPipeline, shipped_model
+from kinema.pipelines.text_to_video import (SHIPPED_CONTROL_MODEL, SHIPPED_FRAMES_MODEL, SHIPPED_PIXEL_MODEL,
+                                            TextToVideoPipeline)
 
 SHIPPED = "shipped"  # the page's name for the models Kinema ships (text, known frames, drawn paths and knobs)
+SHIPPED_SET = (SHIPPED_PIXEL_MODEL, SHIPPED_FRAMES_MODEL, SHIPPED_CONTROL_MODEL)  # one size: the page's tabs share it
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,11 @@ class Pipelines:
 
     @staticmethod
     def directory(model: str | None, frames: bool = False, controls: bool = False) -> Path:
-        """The directory a job on `model` loads (None: the shipped model made for known frames or for controls)."""
-        return shipped_model(frames, controls) if model is None else Path(model)
+        """The directory a job on `model` loads (None: the shipped 32x32 model, or the one made for known frames or
+        for controls: SHIPPED_SET)."""
+        if model is not None:
+            return Path(model)
+        return SHIPPED_FRAMES_MODEL if frames else SHIPPED_CONTROL_MODEL if controls else SHIPPED_PIXEL_MODEL
 
     def get(self, model: str | None, frames: bool = False, controls: bool = False) -> TextToVideoPipeline:
         """The pipeline of `model` (see `directory`), loaded once."""
@@ -91,8 +96,7 @@ class Pipelines:
 
     def card(self, model: str | None) -> ModelCard:
         """What `model` was trained for; the shipped ones together."""
-        paths = [shipped_model(), shipped_model(frames=True), shipped_model(controls=True)] if model is None \
-            else [Path(model)]
+        paths = list(SHIPPED_SET) if model is None else [Path(model)]
         read = [_spec_and_config(path) for path in paths]
         spec = read[0][0]
         configs = [config for _, config in read]
