@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from kinema.cli import app
 from kinema.models.pretrained import save_pretrained
 from kinema.models.registry import build_model
+from kinema.pipelines.text_to_video import TextToVideoPipeline
 from kinema.video import read_video
 
 runner = CliRunner()
@@ -142,6 +143,16 @@ def test_export_writes_ema_weights_and_sampling_defaults(tmp_path, tiny_config, 
     code, output = run("info", tmp_path / "model")
     assert "guidance: 2.5" in output and "steps: 7" in output and "step: 2" in output
     assert_one_line_error(*run("export", trained, tmp_path / "m2", "model.channels=4"), "model.channels")
+    code, output = run("export", trained, tmp_path / "half", "--half")
+    assert code == 0, output
+    stored = load_file(str(tmp_path / "half/model.safetensors"))
+    assert all(stored[k].dtype == torch.float16 for k in ema if ema[k].is_floating_point())
+    assert all(torch.allclose(stored[k].float(), ema[k], rtol=1e-3, atol=1e-4) for k in ema)
+    full, halved = (TextToVideoPipeline.from_pretrained(tmp_path / name, text_encoder=text_encoder)
+                    for name in ("model", "half"))
+    assert all(p.dtype == torch.float32 for p in halved.model.parameters())  # loaded back as float32
+    a, b = (pipe("a red ball", steps=3, progress=False) for pipe in (full, halved))
+    assert (a - b).abs().max() < 0.02
 
 
 def test_unconditional_model_samples_without_text(tmp_path, tiny_config):

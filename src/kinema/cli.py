@@ -792,7 +792,9 @@ def export(checkpoint: Path = typer.Argument(..., help="training checkpoint dire
            overrides: Optional[list[str]] = typer.Argument(None, help="sampling defaults to store, e.g. "
                                                            "sample.guidance=3 sample.steps=25"),
            force: bool = typer.Option(False, "--force", help="also write into a non-empty folder that is not a "
-                                      "Kinema model (its other files are kept)")):
+                                      "Kinema model (its other files are kept)"),
+           half: bool = typer.Option(False, "--half", help="store the weights as float16: half the size; they load "
+                                     "back as float32")):
     """Write a checkpoint's EMA weights and config as a model (or autoencoder) directory.
 
     Nothing else in OUTPUT is deleted; a train-vae checkpoint becomes an autoencoder directory, its latent scale
@@ -827,8 +829,8 @@ def export(checkpoint: Path = typer.Argument(..., help="training checkpoint dire
             raise KinemaError(f"export output {output} is not empty and not a Kinema model directory: choose a new "
                               f"directory, or pass --force to add the model files (other files are kept)")
     model, config, metadata = load_pretrained(checkpoint, prefer_ema=True)
-    save_pretrained(output, model, with_overrides(config, overrides or []), {"step": metadata.get("step")},
-                    keep_other_files=existing)
+    save_pretrained(output, model.half() if half else model, with_overrides(config, overrides or []),
+                    {"step": metadata.get("step")}, keep_other_files=existing)
     typer.echo(f"wrote {output}")
 
 
