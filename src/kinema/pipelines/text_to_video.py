@@ -51,6 +51,7 @@ from kinema.video import write_contact_sheet, write_video
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
 SHIPPED_PIXEL_MODEL = PRETRAINED / "balls"  # text to video in pixels, 8 frames of 32x32
 SHIPPED_MODEL = SHIPPED_PIXEL_MODEL  # text to video
+SHIPPED_LATENT_MODEL = PRETRAINED / "balls_latent"  # text to video in the shipped autoencoder's latents, 17 x 64 x 64
 SHIPPED_FRAMES_MODEL = PRETRAINED / "balls_frames"  # the pixel model fine-tuned on every frame task (11.1-11.5)
 SHIPPED_CONTROL_MODEL = PRETRAINED / "balls_control"  # the pixel model fine-tuned on drawn paths and knobs (11.3)
 
