@@ -105,6 +105,23 @@ def test_a_video_from_text_alone_is_held_to_the_balls_most_of_its_frames_show():
     assert consistency_faults(halved, AREA).tolist() == [2]
 
 
+def test_a_video_from_text_alone_is_held_to_the_colours_its_prompt_names():
+    """Balls that agree with each other in every frame are still faults, frame by frame, in the colours the prompt
+    did not ask for; a prompt naming no colour checks none."""
+    clip = simulate_balls(CONFIG, 1)  # its two balls never touch
+    other = next(name for name in BALL_COLORS if name not in clip.color_names)
+    video = drawn(clip)
+    assert consistency_faults(video, AREA, named=[set(clip.color_names)]).tolist() == [0]
+    assert consistency_faults(video, AREA, named=[set()]).tolist() == [0]
+    assert consistency_faults(video, AREA, named=[{clip.color_names[0], other}]).tolist() == [CONFIG.num_frames]
+    assert consistency_faults(video, AREA, named=[{clip.color_names[0]}]).tolist() == [CONFIG.num_frames]
+    colours = np.repeat(clip.colors.numpy()[None], CONFIG.num_frames, axis=0)
+    colours[:, 1] = colours[:, 0]  # both balls the first one's colour throughout: consistent, not what was asked
+    same = drawn(clip, colours=colours)
+    assert consistency_faults(same, AREA).tolist() == [0]
+    assert consistency_faults(same, AREA, named=[set(clip.color_names)]).tolist() == [CONFIG.num_frames]
+
+
 def test_each_video_keeps_its_attempt_with_the_fewest_faults_and_sampling_stops_once_all_pass():
     faults_by_attempt = [torch.tensor([2, 0, 3]), torch.tensor([1, 5, 3]), torch.tensor([0, 0, 1])]
     calls = []
@@ -170,14 +187,23 @@ def test_a_video_from_text_alone_whose_frames_disagree_is_sampled_again(pipe, mo
 
     first = pipe("", retries=0, **OPTIONS)
     second = pipe("", retries=0, seed=attempt_seed(0, 1), **OPTIONS)
-    checks = []
-    monkeypatch.setattr(t2v, "consistency_faults", lambda video, disc_area: checks.append(video) or torch.tensor(
-        [1 if len(checks) == 1 else 0]))
+    checks, asked = [], []
+
+    def faults(video, disc_area, named):
+        checks.append(video)
+        asked.append(named)
+        return torch.tensor([1 if len(checks) == 1 else 0])
+
+    monkeypatch.setattr(t2v, "consistency_faults", faults)
     assert torch.equal(pipe("", **OPTIONS), second) and len(checks) == 2
     checks.clear()
     assert torch.equal(pipe("", retries=0, **OPTIONS), first) and len(checks) == 1  # checked, never re-sampled
+    assert asked[-1] == [set()]
+    pipe(["a red ball and a blue ball bounce", "a ball"], retries=0, **OPTIONS)
+    assert asked[-1] == [{"red", "blue"}, set()]  # each video held to the colours its prompt names
     checks.clear()
     pipe([[(0, "a red ball"), (4, "a blue ball")]], **OPTIONS)  # time-anchored: objects may change by design
+    pipe("first a red ball, then a blue ball", **OPTIONS)
     pipe("", init_video=first, strength=0.5, **OPTIONS)  # an edit keeps the video it is given
     assert not checks
 

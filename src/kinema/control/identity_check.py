@@ -11,17 +11,21 @@ Simulator clips never fail it (a ball keeps its size and colour; tested on held-
 are no scene of balls over a dark background, or disagree among themselves, have nothing to check: no faults.
 
 A video made from text alone has no given frames; `consistency_faults` holds its frames to the video itself: the
-balls most of its frames show, and each colour's median mass over the frames.
+balls most of its frames show, and each colour's median mass over the frames; and, when its prompt names ball
+colours, to the prompt too: a frame whose balls are not exactly those colours is faulty (a verifier of the prompt,
+as a video that swaps or blends two balls' colours over time may agree with itself in most frames).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection, Sequence
 
 import torch
 from torch import Tensor
 
 from kinema.control.identity_energy import colour_masses
+from kinema.data.physics_balls import BALL_COLORS
 from kinema.metrics.balls import ball_scene_problem, detect_balls_in_clip
 
 MASS_TOLERANCE = 0.5  # the share of its given mass a colour may gain or lose in a made frame
@@ -33,10 +37,12 @@ def _colour_counts(labels: list[int]) -> tuple[int, ...]:
 
 
 def _faulty_frames(detections: list, mass: Tensor, reference: tuple[int, ...], expected: Tensor, frames: list[int],
-                   disc_area: float) -> int:
-    """How many of `frames` show other balls than `reference` or a colour mass ([P, T]) off its `expected` [P, 1]."""
+                   disc_area: float, colours: frozenset[int] | None = None) -> int:
+    """How many of `frames` show other balls than `reference`, a colour mass ([P, T]) off its `expected` [P, 1], or
+    (when given) other palette colours than `colours`."""
     off = ((mass - expected).abs() > (MASS_TOLERANCE * expected).clamp(min=disc_area / 2)).any(0)  # [T]
-    return sum(1 for t in frames if off[t] or _colour_counts(detections[t].labels.tolist()) != reference)
+    return sum(1 for t in frames if off[t] or _colour_counts(detections[t].labels.tolist()) != reference
+               or (colours is not None and set(detections[t].labels.tolist()) != colours))
 
 
 def identity_faults(video: Tensor, whole_frames: Tensor, disc_area: float) -> Tensor:
@@ -62,19 +68,23 @@ def identity_faults(video: Tensor, whole_frames: Tensor, disc_area: float) -> Te
     return faults
 
 
-def consistency_faults(video: Tensor, disc_area: float) -> Tensor:
+def consistency_faults(video: Tensor, disc_area: float, named: Sequence[Collection[str]] | None = None) -> Tensor:
     """Frames per video [B] (long) of videos [B, 3, T, H, W] in [-1, 1] made with no frame given that break object
     permanence: whose balls differ from those most of the video's frames show, or whose colour masses are off their
-    median over the frames (as `identity_faults` measures); 0 for a video that is no scene of balls over black."""
+    median over the frames (as `identity_faults` measures), or whose ball colours are not the BALL_COLORS names
+    `named[b]` of the video's prompt (none named: not checked); 0 for a video that is no scene of balls over black."""
     video = video.detach().float().cpu()
     masses = colour_masses(video)  # [B, P, T]
     faults = torch.zeros(video.shape[0], dtype=torch.long)
+    palette = list(BALL_COLORS)
     for b in range(video.shape[0]):
+        colours = frozenset(palette.index(name) for name in named[b]) if named is not None else frozenset()
         detections = detect_balls_in_clip(video[b])
         if ball_scene_problem(video[b], detections):
             continue
         shown = Counter(_colour_counts(frame.labels.tolist()) for frame in detections)
         reference = shown.most_common(1)[0][0]
         expected = masses[b].median(1, keepdim=True).values
-        faults[b] = _faulty_frames(detections, masses[b], reference, expected, list(range(video.shape[2])), disc_area)
+        faults[b] = _faulty_frames(detections, masses[b], reference, expected, list(range(video.shape[2])), disc_area,
+                                   colours or None)
     return faults

@@ -367,10 +367,10 @@ class TextToVideoPipeline:
         frames lose, add, resize or recolour a ball of the given frames (kinema.control.identity_check) is sampled
         again with fresh noise up to `retries` times, keeping each video's attempt with the fewest such frames
         (kinema.diffusion.rejection; default 2); so is a video made from one text per video alone whose frames
-        disagree on their balls (`consistency_faults`). `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0
-        returns it, 1 samples afresh; with `source_prompt` (what the video shows, one for all or one per video; ""
-        for none) it starts
-        from the video's DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
+        disagree on their balls or show other ball colours than the text names (`consistency_faults`).
+        `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1 samples afresh; with
+        `source_prompt` (what the video shows, one for all or one per video; "" for none) it starts from the video's
+        DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
         keeps paths closer, over `steps` steps each way, and samples with DDIM unless `sampler` says otherwise; the
         source prompt is then the negative prompt unless one is given, so that guidance amplifies the edit's direction
         (target - source) and an edit to the source prompt returns the video at any scale (negative-prompt inversion,
@@ -516,8 +516,9 @@ class TextToVideoPipeline:
         disc_area = smallest_disc_area(self.simulator, width)
         if given is not None and given.whole_frames.any():
             faults = partial(identity_faults, whole_frames=given.whole_frames, disc_area=disc_area)
-        elif given is None and init_video is None and not any(_is_anchors(p) for p in prompts):
-            faults = partial(consistency_faults, disc_area=disc_area)
+        elif given is None and init_video is None and not plan.anchored:
+            named = [{colour for colour in prompt_colours(text) if colour} for text in plan.texts[0]]
+            faults = partial(consistency_faults, disc_area=disc_area, named=named)
         else:  # pixels given in part, an edit, or time-anchored prompts (whose objects may change by design)
             return sample(0).cpu()
         return fewest_faults(sample, faults, retries).cpu()
