@@ -1,7 +1,6 @@
 """Training with frame tasks (`train.frame_tasks`): the trainer hands each sample's known pixels to the model and the
 loss, a frame-conditioned model learns to read them, and pixel tasks need a model that can."""
 
-from dataclasses import replace
 
 import pytest
 import torch
