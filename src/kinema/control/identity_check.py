@@ -78,7 +78,7 @@ def consistency_faults(video: Tensor, disc_area: float, named: Sequence[Collecti
     faults = torch.zeros(video.shape[0], dtype=torch.long)
     palette = list(BALL_COLORS)
     for b in range(video.shape[0]):
-        colours = frozenset(palette.index(name) for name in named[b]) if named is not None else frozenset()
+        colours = frozenset(palette.index(name) for name in named[b]) if named is not None and named[b] else None
         detections = detect_balls_in_clip(video[b])
         if ball_scene_problem(video[b], detections):
             continue
@@ -86,5 +86,5 @@ def consistency_faults(video: Tensor, disc_area: float, named: Sequence[Collecti
         reference = shown.most_common(1)[0][0]
         expected = masses[b].median(1, keepdim=True).values
         faults[b] = _faulty_frames(detections, masses[b], reference, expected, list(range(video.shape[2])), disc_area,
-                                   colours or None)
+                                   colours)
     return faults
