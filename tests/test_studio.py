@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from kinema.models.registry import build_model
 from kinema.studio import canvas
 from kinema.studio.gallery import Gallery
 from kinema.studio.jobs import Finished, Job, run
-from kinema.studio.models import Pipelines
+from kinema.studio.models import SHIPPED_SET, Pipelines
 from kinema.video import read_video, write_video
 
 pytest.importorskip("gradio")
@@ -191,6 +192,8 @@ def test_the_model_card_says_what_each_model_reads(model, pipelines):
     shipped = pipelines.card(None)
     assert shipped.known_frames and "trajectory" in shipped.controls and "brightness" in shipped.attributes
     assert "8 frames of 32x32" in shipped.markdown()
+    jobs = [Pipelines.directory(None), Pipelines.directory(None, frames=True), Pipelines.directory(None, controls=True)]
+    assert jobs == list(SHIPPED_SET) and Pipelines.directory("x") == Path("x")  # the tabs share one size
 
 
 def test_the_painted_hole_becomes_a_mask_of_the_clips_size(tmp_path):

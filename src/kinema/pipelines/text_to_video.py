@@ -56,10 +56,10 @@ SHIPPED_FRAMES_MODEL = PRETRAINED / "balls_frames"  # the pixel model fine-tuned
 SHIPPED_CONTROL_MODEL = PRETRAINED / "balls_control"  # the pixel model fine-tuned on drawn paths and knobs (11.3)
 
 
-def shipped_model(frames: bool = False, controls: bool = False) -> Path:
-    """The model Kinema ships: for text to video, (`frames`) for known frames, long videos and streams, or
-    (`controls`) for drawn paths and the speed / brightness knobs."""
-    return SHIPPED_FRAMES_MODEL if frames else SHIPPED_CONTROL_MODEL if controls else SHIPPED_MODEL
+def shipped_model(frames: bool = False, controls: bool = False, text: Path = SHIPPED_MODEL) -> Path:
+    """The model Kinema ships: for text to video (`text`, by default the default one), (`frames`) for known frames,
+    long videos and streams, or (`controls`) for drawn paths and the speed / brightness knobs."""
+    return SHIPPED_FRAMES_MODEL if frames else SHIPPED_CONTROL_MODEL if controls else text
 
 
 SPEED_GUIDANCE = 20.0  # default speed guidance with a speed knob (benchmarks/attribute_knobs.py: Spearman 0.94)

@@ -12,7 +12,7 @@ from kinema.conditioning.text import TextEncoder
 from kinema.models.pretrained import read_config
 from kinema.models.sampling_spec import SamplingSpec, read_sampling_spec
 from kinema.pipelines.text_to_video import (SHIPPED_CONTROL_MODEL, SHIPPED_FRAMES_MODEL, SHIPPED_PIXEL_MODEL,
-                                            TextToVideoPipeline)
+                                            TextToVideoPipeline, shipped_model)
 
 SHIPPED = "shipped"  # the page's name for the models Kinema ships (text, known frames, drawn paths and knobs)
 SHIPPED_SET = (SHIPPED_PIXEL_MODEL, SHIPPED_FRAMES_MODEL, SHIPPED_CONTROL_MODEL)  # one size: the page's tabs share it
@@ -70,9 +70,7 @@ class Pipelines:
     def directory(model: str | None, frames: bool = False, controls: bool = False) -> Path:
         """The directory a job on `model` loads (None: the shipped 32x32 model, or the one made for known frames or
         for controls: SHIPPED_SET)."""
-        if model is not None:
-            return Path(model)
-        return SHIPPED_FRAMES_MODEL if frames else SHIPPED_CONTROL_MODEL if controls else SHIPPED_PIXEL_MODEL
+        return Path(model) if model is not None else shipped_model(frames, controls, text=SHIPPED_PIXEL_MODEL)
 
     def get(self, model: str | None, frames: bool = False, controls: bool = False) -> TextToVideoPipeline:
         """The pipeline of `model` (see `directory`), loaded once."""
