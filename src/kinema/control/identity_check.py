@@ -41,8 +41,9 @@ def _faulty_frames(detections: list, mass: Tensor, reference: tuple[int, ...], e
     """How many of `frames` show other balls than `reference`, a colour mass ([P, T]) off its `expected` [P, 1], or
     (when given) other palette colours than `colours`."""
     off = ((mass - expected).abs() > (MASS_TOLERANCE * expected).clamp(min=disc_area / 2)).any(0)  # [T]
-    return sum(1 for t in frames if off[t] or _colour_counts(detections[t].labels.tolist()) != reference
-               or (colours is not None and set(detections[t].labels.tolist()) != colours))
+    labels = {t: detections[t].labels.tolist() for t in frames}
+    return sum(1 for t in frames if off[t] or _colour_counts(labels[t]) != reference
+               or (colours is not None and set(labels[t]) != colours))
 
 
 def identity_faults(video: Tensor, whole_frames: Tensor, disc_area: float) -> Tensor:
