@@ -266,7 +266,7 @@ def generate(
                                                     "video toward the camera move (default 1, or 0 for a model "
                                                     "trained with the camera control)"),
     speed_guidance: Optional[float] = typer.Option(None, "--speed-guidance", help="how hard guidance pulls the "
-                                                   "objects' mean speed toward --speed (default 20 with --speed, "
+                                                   "objects' mean speed toward --speed (default 30 with --speed, "
                                                    "0 = off)"),
 ):
     """Generate a video from a text prompt (the shipped model unless --checkpoint); longer ones window by window.

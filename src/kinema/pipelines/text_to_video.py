@@ -62,7 +62,7 @@ def shipped_model(frames: bool = False, controls: bool = False, text: Path = SHI
     return SHIPPED_FRAMES_MODEL if frames else SHIPPED_CONTROL_MODEL if controls else text
 
 
-SPEED_GUIDANCE = 20.0  # default speed guidance with a speed knob (benchmarks/attribute_knobs.py: Spearman 0.94)
+SPEED_GUIDANCE = 30.0  # default speed guidance with a speed knob (benchmarks/attribute_knobs.py: Spearman 0.93)
 
 
 def _at_least(name: str, value, minimum: float, strict: bool = False):
