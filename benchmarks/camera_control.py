@@ -1,15 +1,16 @@
 """Camera-motion estimation on simulator clips with known cameras: the ground-truth baseline of camera control.
 
 Clips come from the camera-motion dataset (`data.kind: camera`, chapter 11.1.4): a virtual camera pans, tilts,
-zooms or rolls over a photograph or a noise texture, one motion per clip at a drawn signed speed (up to 2 px,
-6% zoom or 5 degrees per frame). Each clip's camera vector, as per-step moves (`kinema.control.camera.camera_steps`),
-is compared with what is measured from its frames (`kinema.metrics.camera.camera_errors`): the endpoint error of
-the two camera flows in px per frame step (averaged over the frame), and whether the estimate moves the asked way
-along the dominant motion. Rows: `estimate_camera` (Farneback flow + robust affine fit, refined by robust
-Gauss-Newton alignment of the frames), the flow fit alone (`refine=False`) and, on pans and tilts only, OpenCV's
-phase correlation (cv2.phaseCorrelate on the same stretched grey frames, Hanning window), which measures a shift
-and nothing else. A generated video cannot be scored more precisely than these rows: they are the floor under the
-issue's camera targets (error <= 0.5 px/frame, right direction in >= 95% of videos). One thread.
+zooms or rolls over a photograph, a noise texture or a field of still discs, one motion per clip at a drawn signed
+speed (up to 2 px, 6% zoom or 5 degrees per frame). Each clip's camera vector, as per-step moves
+(`kinema.control.camera.camera_steps`), is compared with what is measured from its frames
+(`kinema.metrics.camera.camera_errors`): the endpoint error of the two camera flows in px per frame step (averaged
+over the frame), and whether the estimate moves the asked way along the dominant motion. Rows: `estimate_camera`
+(Farneback flow + robust affine fit, refined by robust Gauss-Newton alignment of the frames), the flow fit alone
+(`refine=False`) and, on pans and tilts only, OpenCV's phase correlation (cv2.phaseCorrelate on the same stretched
+grey frames, Hanning window), which measures a shift and nothing else. A generated video cannot be scored more
+precisely than these rows: they are the floor under the issue's camera targets (error <= 0.5 px/frame, right
+direction in >= 95% of videos). One thread.
 
     python benchmarks/camera_control.py                       # -> benchmarks/results/camera_control.json
     python benchmarks/camera_control.py --clips 8 --json /tmp/camera.json      # smoke test
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from kinema.control.camera import camera_steps
-from kinema.data.camera import MOTIONS, CameraMotion, CameraMotionConfig
+from kinema.data.camera import MOTIONS, TEXTURES, CameraMotion, CameraMotionConfig
 from kinema.metrics.camera import camera_errors, estimate_camera
 from kinema.video.flow import stretched_grey
 
@@ -94,7 +95,7 @@ def main() -> None:
     print(f"{args.clips} clips per texture, {args.frames} frames of {args.size}x{args.size}\n")
     print("| texture | method | motion | clips | error px/frame (mean) | max | direction | motion error |")
     print("|---|---|---|---|---|---|---|---|")
-    for texture in ("photo", "noise"):
+    for texture in TEXTURES:
         videos, asked, motions = dataset_clips(texture, args.clips, args.size, args.frames, args.seed)
         shifts = torch.tensor([m in ("pan", "tilt") for m in motions], dtype=torch.bool)
         start = time.perf_counter()

@@ -5,10 +5,10 @@ A model trained with the `camera` control (configs/camera_control.yaml) makes vi
 tilts of 0.6-1.8 px per frame both ways, zooms of 2.5% and 5% in and out and rolls of 2 and 4 degrees both ways,
 from sampling seeds that training never drew. Each move is given these ways:
 - map: the move's flow field as the model's control map (camera guidance 0, `kinema generate --camera MOVE`);
-- map + guidance 1: the same plus reconstruction guidance by the photometric camera energy
-  (`--camera-guidance 1`, kinema.control.camera.camera_energy);
-- guidance 1 (no map): the same model with its map left at zeros ("no control", which training's control dropout
-  taught it) and guidance 1, i.e. what guidance alone does;
+- map + guidance: the same plus reconstruction guidance by the photometric camera energy at weight W
+  (`--camera-guidance W`, default 1; kinema.control.camera.camera_energy);
+- guidance (no map): the same model with its map left at zeros ("no control", which training's control dropout
+  taught it) and guidance W, i.e. what guidance alone does;
 - unsteered: neither map nor guidance, the baseline the others must beat.
 Every video's camera is estimated from its frames (kinema.metrics.camera.estimate_camera) and scored against the
 asked move as in benchmarks/camera_control.py, whose helpers this reuses: the endpoint error of the two camera
@@ -49,11 +49,11 @@ HELD_OUT_MOVES = (  # inside the training ranges (pans 0.5-2 px, zooms 1.5-6% in
     "pan-right:1.4", "tilt-down:1.8", "zoom-in:1.05", "roll-cw:4",
     "pan-left:1.4", "tilt-up:1.8", "zoom-out:1.05", "roll-ccw:4",
 )
-VARIANTS = {  # name -> (camera guidance weight, whether the model reads the move as its map)
-    "map": (0.0, True),
-    "map + guidance 1": (1.0, True),
-    "guidance 1 (no map)": (1.0, False),
-    "unsteered (no map or guidance)": (0.0, False),
+VARIANTS = {  # name -> (whether camera guidance is on, whether the model reads the move as its map)
+    "map": (False, True),
+    "map + guidance": (True, True),
+    "guidance (no map)": (True, False),
+    "unsteered (no map or guidance)": (False, False),
 }
 
 MAX_PIXEL_NOISE = 2.0  # a video whose pixel_step is over twice the dataset clips' is noise, not a moving picture
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
     parser.add_argument("--seed", type=int, default=1000, help="first sampling seed (and the floor clips' seed)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
+    parser.add_argument("--camera-guidance", type=float, default=1.0, help="the guided variants' weight W")
     parser.add_argument("--sheet", type=Path, default=None, help="also write a PNG contact sheet per variant here")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/camera_generation.json")
     args = parser.parse_args(argv)
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     print_rows("floor: dataset clips", floor, None, 1.0)
     results = {"floor: dataset clips": {"motions": floor, "seconds_per_video": None, "pixel_noise_vs_data": 1.0}}
     for name in args.variants.split(","):
-        guidance, with_map = VARIANTS[name]
+        guided, with_map = VARIANTS[name]
+        guidance = args.camera_guidance if guided else 0.0
         start = time.perf_counter()
         videos = torch.cat([generate(pipe, move, args.per_move, args.seed + i, args.steps, guidance, with_map)
                             for i, move in enumerate(moves)])
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 else args.model.name), "parameters": parameters, "moves": list(names),
                    "videos_per_move": args.per_move, "sampler": spec.defaults.sampler,
                    "steps": args.steps or spec.defaults.steps, "seed": args.seed, "frames": frames, "size": size,
-                   "texture": texture},
+                   "texture": texture, "camera_guidance": args.camera_guidance},
         "targets": {"error_px_per_frame": 0.5, "direction": 0.95, "pixel_noise_vs_data": MAX_PIXEL_NOISE},
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "processor": platform.processor() or platform.machine(), "threads": 1},

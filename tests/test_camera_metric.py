@@ -8,6 +8,7 @@ import torch
 
 from kinema.control.camera import camera_steps
 from kinema.data.camera import MOTIONS, CameraMotion, CameraMotionConfig, noise_texture, render_camera
+from kinema.data.physics_balls import BALL_COLORS, render_balls
 from kinema.errors import KinemaError
 from kinema.metrics.camera import camera_errors, camera_scores, dominant_motion, estimate_camera
 
@@ -83,3 +84,19 @@ def test_a_moving_object_does_not_move_the_estimated_camera():
         video[:, t, 4 + 2 * t : 9 + 2 * t, 20 - t : 25 - t] = torch.tensor([1.0, 0.9, 0.2])[:, None, None]
     estimated = estimate_camera(video[None])
     torch.testing.assert_close(estimated[0].mean(0), torch.tensor([1.5, 0.0, 1.0, 0.0]), atol=0.1, rtol=0)
+
+
+def test_few_discs_over_black_give_the_pan_and_no_roll_they_cannot_show():
+    """Flat black fits any motion: it must neither set the robust cut-off nor pull the estimate toward a still camera,
+    and a lone disc, which looks the same turned, must not make up a roll."""
+    texture = render_balls(np.array([[[56.0, 60.0], [66.0, 72.0], [74.0, 56.0], [24.0, 40.0]]]), np.full(4, 4.0),
+                           np.array([BALL_COLORS[c] for c in ("red", "cyan", "white", "green")]), 128)[:, 0]
+    pan = torch.tensor([0.0, 1.8, 0.0, 0.0])  # tilt down 1.8 px per frame: the discs slide up
+    few = estimate_camera(render_camera(texture, (64.0, 64.0), pan, FRAMES, 32)[None])[0]
+    torch.testing.assert_close(few.mean(0), torch.tensor([0.0, 1.8, 1.0, 0.0]), atol=0.1, rtol=0)
+    lone = estimate_camera(render_camera(texture, (24.0, 36.0), pan, FRAMES, 16)[None])[0]  # the green disc alone
+    torch.testing.assert_close(lone[:, 1].mean(), torch.tensor(1.8), atol=0.1, rtol=0)
+    assert lone[:, 3].abs().max() < 1.0  # degrees
+    pan = torch.tensor([1.5, 0.0, 0.0, 0.0])
+    leaving = estimate_camera(render_camera(texture, (30.0, 40.0), pan, FRAMES, 16)[None])
+    assert leaving[0, :, 3].abs().max() < 1.0  # a disc sliding out of view tells no roll either

@@ -1,6 +1,7 @@
 """Trained motion controls (kinema.conditioning.controls): zero-initialised control layers and knob embeddings, the
 maps and knobs training makes from ground truth, learning to use a control, and the training / sampling wiring."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -229,6 +230,27 @@ def test_a_trajectory_or_camera_reaches_a_model_trained_with_them_as_its_control
     torch.testing.assert_close(drawn[0, 3:, 1:], flow.transpose(0, 1))
     with pytest.raises(KinemaError, match="not named in the prompt"):
         pipe("a red ball bounces", steps=1, progress=False, trajectory=spec)
+
+
+def test_camera_knobs_are_the_clips_camera_vector_in_training_and_the_moves_mean_in_sampling(tiny_config,
+                                                                                               text_encoder):
+    from kinema.data.camera import CameraMotion, CameraMotionConfig
+
+    knobs = ("camera_pan", "camera_tilt", "camera_zoom", "camera_roll")
+    data = CameraMotion(CameraMotionConfig(num_frames=4, size=16, texture="noise"), seed=0)
+    items = [data[i] for i in range(3)]
+    batch = {"video": torch.stack([it["video"] for it in items]), "camera": torch.stack([it["camera"] for it in items])}
+    _, _, values = training_controls((), knobs, batch, batch["video"], [torch.Generator()] * 3, 0.0)
+    torch.testing.assert_close(values, batch["camera"])
+    with pytest.raises(KinemaError, match="knob 'camera_pan' needs per-clip camera motion"):
+        training_controls((), knobs, {"video": batch["video"]}, batch["video"], [torch.Generator()] * 3, 0.0)
+    config = tiny_config("model.text_dim=384", f"model.attributes=[{','.join(knobs)}]")
+    model = tiny_denoiser("video_unet", perturb=0, **{"text_dim": 384, "attributes": knobs})
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[2].attributes.clone()))
+    pipe = TextToVideoPipeline(model.eval(), config, text_encoder)
+    pipe("", steps=1, progress=False, camera="pan-left:2,zoom-in:1.02", camera_guidance=0.0)
+    torch.testing.assert_close(seen[0][0], torch.tensor([-2.0, 0.0, math.log(1.02), 0.0]))
 
 
 def test_camera_guidance_steers_a_model_without_the_camera_control(tiny_config, text_encoder):

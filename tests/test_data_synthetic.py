@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from kinema.config import load_config
+from kinema.control.camera import camera_steps
 from kinema.data.camera import MOTIONS, CameraMotion, CameraMotionConfig, render_camera
+from kinema.data.physics_balls import BALL_COLORS
 from kinema.data.digits import MovingDigits, MovingDigitsConfig
 from kinema.data.registry import build_dataset
 from kinema.errors import KinemaError
+from kinema.metrics.camera import estimate_camera
 
 
 def test_digits_are_drawn_where_the_ground_truth_says_and_bounce_off_walls():
@@ -85,6 +88,20 @@ def test_camera_dataset_labels_and_captions_match_the_motion():
     assert photo.shape == (3, 3, 16, 16)
     with pytest.raises(KinemaError, match="motions"):
         CameraMotionConfig(motions=("dolly",))
+
+
+def test_disc_fields_are_palette_discs_over_black_whose_camera_the_estimator_recovers():
+    data = CameraMotion(CameraMotionConfig(num_frames=4, size=32, motions=("pan", "tilt"), texture="discs"),
+                        length=6, seed=0)
+    items = [data[i] for i in range(6)]
+    videos = (torch.stack([item["video"] for item in items]) + 1) / 2  # [N, 3, T, H, W] in [0, 1]
+    pixels = videos.permute(0, 2, 3, 4, 1).reshape(-1, 3)
+    assert 0.5 < (pixels.amax(dim=1) < 0.02).float().mean() < 0.97  # mostly black, never empty
+    bright = pixels[pixels.amax(dim=1) > 0.98]  # inside a disc (its rim blends into black or a disc it overlaps)
+    palette = torch.tensor(list(BALL_COLORS.values()))
+    assert (torch.cdist(bright, palette).amin(dim=1) < 0.05).float().mean() > 0.9
+    asked = camera_steps(torch.stack([item["camera"] for item in items]), 4)
+    assert (estimate_camera(videos * 2 - 1) - asked)[..., :2].abs().mean() < 0.1  # px per frame
 
 
 def test_camera_config_trains_with_the_trainer(tmp_path, text_encoder):

@@ -205,6 +205,7 @@ def test_a_video_from_text_alone_whose_frames_disagree_is_sampled_again(pipe, mo
     pipe([[(0, "a red ball"), (4, "a blue ball")]], **OPTIONS)  # time-anchored: objects may change by design
     pipe("first a red ball, then a blue ball", **OPTIONS)
     pipe("", init_video=first, strength=0.5, **OPTIONS)  # an edit keeps the video it is given
+    pipe("", camera="pan-left:1", camera_guidance=0, **OPTIONS)  # a moving camera brings balls in and out of view
     assert not checks
 
 

@@ -8,12 +8,14 @@ al. 2023), so adding a control to a trained model changes nothing until it learn
 "no control" and NaN "knob not given": training drops each with probability `train.control_dropout`, so a model
 samples with any subset.
 
-Maps: `trajectory` (Gaussian heatmaps of the objects' centres, each in its object's colour), `object_flow` (each object's displacement to the
-next frame on its disc), `camera` (the flow a static scene shows under the camera's motion), `low_res_x2` /
-`low_res_x4` (the clip at half / quarter size, upsampled back: the condition of a super-resolution stage, Imagen
-Video / SVD; noised by `noise_aug` when the model reads that knob). Knobs: `speed` (objects' mean px per frame),
-`brightness` (a gain on the clip, drawn in training), `motion_amount` (mean absolute frame difference, SVD's motion
-bucket), `noise_aug` (the noise level of the low-res condition).
+Maps: `trajectory` (Gaussian heatmaps of the objects' centres, each in its object's colour), `object_flow` (each
+object's displacement to the next frame on its disc), `camera` (the flow a static scene shows under the camera's
+motion), `low_res_x2` / `low_res_x4` (the clip at half / quarter size, upsampled back: the condition of a
+super-resolution stage, Imagen Video / SVD; noised by `noise_aug` when the model reads that knob). Knobs: `speed`
+(objects' mean px per frame), `brightness` (a gain on the clip, drawn in training), `motion_amount` (mean absolute
+frame difference, SVD's motion bucket), `noise_aug` (the noise level of the low-res condition), `camera_pan` /
+`camera_tilt` / `camera_zoom` / `camera_roll` (the camera's mean move per step, as the camera-motion dataset holds
+it: px, px, log scale, degrees; one global number each, where the `camera` map gives the same move pixel by pixel).
 """
 
 from __future__ import annotations
@@ -93,14 +95,26 @@ def camera_map(steps: Tensor, height: int, width: int) -> Tensor:
     return F.pad(flow.transpose(1, 2), (0, 0, 0, 0, 1, 0))
 
 
+def _batch_camera(batch: dict, video: Tensor, name: str) -> Tensor:
+    """The batch's per-clip camera vectors [B, 4] (pan, tilt, log zoom, roll), or a one-line error naming `name`."""
+    if "camera" not in batch:
+        raise KinemaError(f"{name} needs per-clip camera motion in the data (batch key 'camera', as the camera dataset "
+                          f"gives)")
+    return batch["camera"].float().to(video.device)
+
+
 def _camera_map(batch: dict, video: Tensor, extras: dict) -> Tensor:
     from kinema.control.camera import camera_steps
 
-    if "camera" not in batch:
-        raise KinemaError("control 'camera' needs per-clip camera motion in the data (batch key 'camera', as the "
-                          "camera dataset gives)")
-    steps = camera_steps(batch["camera"].float().to(video.device), video.shape[2])
+    steps = camera_steps(_batch_camera(batch, video, "control 'camera'"), video.shape[2])
     return camera_map(steps, *video.shape[-2:])
+
+
+def _camera_part(index: int) -> Callable[[dict, Tensor, dict], Tensor]:
+    def part(batch: dict, video: Tensor, extras: dict) -> Tensor:
+        return _batch_camera(batch, video, f"knob '{CAMERA_KNOBS[index]}'")[:, index]
+
+    return part
 
 
 def low_resolution(video: Tensor, factor: int) -> Tensor:
@@ -144,6 +158,7 @@ def _noise_aug(batch: dict, video: Tensor, extras: dict) -> Tensor:
     return extras["noise_aug"]
 
 
+CAMERA_KNOBS = ("camera_pan", "camera_tilt", "camera_zoom", "camera_roll")  # the order of the dataset's vector
 CONTROL_MAPS: dict[str, ControlMap] = {
     "trajectory": ControlMap(3, _trajectory_map),
     "object_flow": ControlMap(2, _object_flow_map),
@@ -156,6 +171,10 @@ ATTRIBUTES: dict[str, Attribute] = {
     "brightness": Attribute(500.0, _brightness),
     "motion_amount": Attribute(5000.0, _motion_amount),
     "noise_aug": Attribute(1000.0, _noise_aug),
+    "camera_pan": Attribute(250.0, _camera_part(0)),
+    "camera_tilt": Attribute(250.0, _camera_part(1)),
+    "camera_zoom": Attribute(8000.0, _camera_part(2)),
+    "camera_roll": Attribute(100.0, _camera_part(3)),
 }
 
 
@@ -176,6 +195,14 @@ def control_channels(names: tuple[str, ...]) -> int:
 def attribute_scales(names: tuple[str, ...]) -> list[float]:
     """The embedding scale of each knob."""
     return [ATTRIBUTES[name].scale for name in names]
+
+
+def camera_knobs(attributes: tuple[str, ...], steps: Tensor) -> dict[str, float]:
+    """The camera knobs of `attributes` for a camera move of steps [T-1, 4]: its mean, as the dataset holds it."""
+    from kinema.control.camera import dataset_camera
+
+    vector = dataset_camera(steps.float()).tolist()
+    return {name: vector[i] for i, name in enumerate(CAMERA_KNOBS) if name in attributes}
 
 
 def training_controls(controls: tuple[str, ...], attributes: tuple[str, ...], batch: dict, video: Tensor,

@@ -1,10 +1,11 @@
 """Camera motion over textures: pan, tilt, zoom and roll with the motion parameters as labels (chapter 11.1.4).
 
-A virtual camera looks at a photograph (scikit-learn's bundled sample images) or a seeded noise
-texture. Frame t shows the texture points p = c + t (pan, tilt) + R(t roll) q / exp(t zoom) for the
-output pixel offsets q from the centre, sampled bilinearly, so pan > 0 moves the camera right (the
-picture slides left), tilt > 0 moves it down, zoom > 0 zooms in and roll > 0 turns it clockwise
-(the picture turns anticlockwise). One motion per clip, its signed speed drawn from the config.
+A virtual camera looks at a photograph (scikit-learn's bundled sample images), a seeded noise texture or a seeded
+field of still discs (the balls dataset's sizes and palette). Frame t shows the texture points
+p = c + t (pan, tilt) + R(t roll) q / exp(t zoom) for the output pixel offsets q from the centre, sampled
+bilinearly, so pan > 0 moves the camera right (the picture slides left), tilt > 0 moves it down, zoom > 0 zooms in
+and roll > 0 turns it clockwise (the picture turns anticlockwise). One motion per clip, its signed speed drawn
+from the config.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, render_balls
 from kinema.data.synthetic import SyntheticDataset
 from kinema.errors import KinemaError
 
 MOTIONS = ("pan", "tilt", "zoom", "roll")  # label index = position here; `camera` holds the four speeds
-TEXTURES = ("photo", "noise")
+TEXTURES = ("photo", "noise", "discs")
+DISC_AREA_FRACTION = 0.12  # share of a disc field covered by discs (about 6 discs in a 32x32 view)
 MIN_TEXTURE_STD = 0.1  # a view flatter than this (in [-1, 1] units) is drawn again
 
 
@@ -37,7 +40,7 @@ class CameraMotionConfig:
     max_pan: float = 2.0  # px per frame, for pan and tilt
     max_zoom: float = 0.06  # log scale per frame
     max_roll: float = 5.0  # degrees per frame
-    texture: str = "photo"  # photo | noise
+    texture: str = "photo"  # photo | noise | discs
     fps: float = 8.0
 
     def __post_init__(self):
@@ -72,6 +75,15 @@ def noise_texture(side: int, rng: np.random.Generator) -> Tensor:
     texture = np.fft.irfft2(spectrum, s=(side, side))
     texture /= np.abs(texture).max(axis=(1, 2), keepdims=True)
     return torch.from_numpy(texture.astype(np.float32))
+
+
+def disc_texture(side: int, rng: np.random.Generator) -> Tensor:
+    """Still discs of the balls dataset's radii and colours scattered over black, `[3, side, side]` in [-1, 1]."""
+    low, high = BouncingBallsConfig.radius_range
+    count = round(DISC_AREA_FRACTION * side * side / (math.pi * ((low + high) / 2) ** 2))
+    radii = rng.uniform(low, high, count)
+    colors = np.array(list(BALL_COLORS.values()))[rng.integers(len(BALL_COLORS), size=count)]
+    return render_balls(rng.uniform(0, side, (1, count, 2)), radii, colors, side)[:, 0]
 
 
 def texture_side(config: CameraMotionConfig) -> int:
@@ -128,6 +140,8 @@ class CameraMotion(SyntheticDataset):
         if config.texture == "photo":
             photos = photo_textures(side)
             texture = photos[int(rng.integers(len(photos)))]
+        elif config.texture == "discs":
+            texture = disc_texture(side, rng)
         else:
             texture = noise_texture(side, rng)
         _, height, width = texture.shape

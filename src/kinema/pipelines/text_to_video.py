@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from kinema.autoencoder.latent_space import LatentSpace
 from kinema.conditioning.anchored import PromptPlan, PromptSpec, plan_prompts
 from kinema.conditioning.conditioning import Conditioning
-from kinema.conditioning.controls import (camera_map, resized_control, sampling_attributes, sampling_controls,
-                                          trajectory_map)
+from kinema.conditioning.controls import (camera_knobs, camera_map, resized_control, sampling_attributes,
+                                          sampling_controls, trajectory_map)
 from kinema.conditioning.motion_words import motion_from_prompts
 from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
@@ -367,7 +367,8 @@ class TextToVideoPipeline:
         frames lose, add, resize or recolour a ball of the given frames (kinema.control.identity_check) is sampled
         again with fresh noise up to `retries` times, keeping each video's attempt with the fewest such frames
         (kinema.diffusion.rejection; default 2); so is a video made from one text per video alone whose frames
-        disagree on their balls or show other ball colours than the text names (`consistency_faults`).
+        disagree on their balls or show other ball colours than the text names (`consistency_faults`), unless the
+        camera moves (objects then leave and enter the view by design).
         `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1 samples afresh; with
         `source_prompt` (what the video shows, one for all or one per video; "" for none) it starts from the video's
         DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
@@ -449,6 +450,8 @@ class TextToVideoPipeline:
         camera_guidance = _at_least("camera guidance", (0.0 if camera is None or "camera" in self.model.controls
                                                          else 1.0) if camera_guidance is None else camera_guidance, 0)
         controls = self._drawn_controls(controls, prompts, trajectory, camera, height, width)
+        if camera is not None:  # a model with camera knobs reads the move's mean as well
+            attributes = {**camera_knobs(self.model.attributes, camera), **(attributes or {})}
         residual = self.config.diffusion.residual_of
         if residual and residual not in controls:
             raise KinemaError(f"this model makes a video minus its '{residual}' map (a cascade stage trained with "
@@ -514,12 +517,13 @@ class TextToVideoPipeline:
             return video.clamp(-1, 1)
 
         disc_area = smallest_disc_area(self.simulator, width)
+        moves_camera = camera is not None or "camera" in self.model.controls  # objects leave and enter the view
         if given is not None and given.whole_frames.any():
             faults = partial(identity_faults, whole_frames=given.whole_frames, disc_area=disc_area)
-        elif given is None and init_video is None and not plan.anchored:
+        elif given is None and init_video is None and not plan.anchored and not moves_camera:
             named = [{colour for colour in prompt_colours(text) if colour} for text in plan.texts[0]]
             faults = partial(consistency_faults, disc_area=disc_area, named=named)
-        else:  # pixels given in part, an edit, or time-anchored prompts (whose objects may change by design)
+        else:  # pixels given in part, an edit, time-anchored prompts or a moving camera (objects change by design)
             return sample(0).cpu()
         return fewest_faults(sample, faults, retries).cpu()
 

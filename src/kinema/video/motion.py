@@ -20,6 +20,8 @@ from kinema.video.flow import inside_frame, warp
 
 TUKEY_C = 4.685  # Tukey biweight cut-off in robust standard deviations (95% efficiency under Gaussian noise)
 MIN_SCALE = 1e-3  # floor of a robust residual scale (px, or brightness), so a perfect fit does not divide by zero
+LM_DAMPING = 1e-3  # x the mean curvature: keeps what the images cannot tell (a lone disc's roll) near the start
+FLAT_GRADIENT = 0.02  # brightness change per px below which a pixel is flat: it fits any motion, so tells no noise
 
 
 def centred_grid(height: int, width: int, device=None, dtype=torch.float32) -> Tensor:
@@ -144,7 +146,8 @@ def align_affine(first: Tensor, second: Tensor, matrix: Tensor, weights: Tensor 
     Pixels are also weighed by Tukey's biweight of their brightness residual, so pixels that move otherwise
     (objects) drop out; its cut-off starts 8x wider and halves each iteration down to the usual one (graduated
     non-convexity, Black & Anandan 1996), else a rough start would drop the pixels that tell the most: those far
-    from the centre under a zoom or a roll."""
+    from the centre under a zoom or a roll. The residual scale comes from pixels with structure in either image:
+    flat ones (a black background) fit any motion with no residual and would shrink the cut-off to nothing."""
     _check_matrix(matrix)
     if first.ndim != 4 or first.shape != second.shape or matrix.shape != (first.shape[0], 2, 3):
         raise KinemaError(f"affine alignment needs images [N, C, H, W] of one shape and matrices [N, 2, 3], got "
@@ -155,15 +158,18 @@ def align_affine(first: Tensor, second: Tensor, matrix: Tensor, weights: Tensor 
     coords = torch.cat([grid, torch.ones_like(grid[:1])])  # [3, H, W]: d flow_x / d (row 0 of [A | b])
     grad_y, grad_x = torch.gradient(second, dim=(-2, -1))
     prior = first.new_ones(count, height, width) if weights is None else weights.to(first.dtype)
+    first_slope = torch.stack(torch.gradient(first, dim=(-2, -1))).norm(dim=(0, 2))  # [N, H, W]
     for iteration in range(iterations):
         flow = affine_flow(matrix, height, width)
         warped, warped_x, warped_y = warp(torch.cat([second, grad_x, grad_y], dim=1), flow).chunk(3, dim=1)
         jacobian = torch.cat([warped_x[:, :, None] * coords, warped_y[:, :, None] * coords], dim=2)  # [N, C, 6, H, W]
         residual = warped - first  # [N, C, H, W]
-        robust = _tukey_weights(residual.norm(dim=1), prior, first.shape[1], widen=2.0 ** max(0, 3 - iteration))
+        structured = torch.maximum(first_slope, torch.stack([warped_x, warped_y]).norm(dim=(0, 2))) > FLAT_GRADIENT
+        robust = _tukey_weights(residual.norm(dim=1), prior * structured, first.shape[1],
+                                widen=2.0 ** max(0, 3 - iteration))
         seen = prior * inside_frame(flow).to(first.dtype) * robust
         normal = torch.einsum("ncihw,ncjhw,nhw->nij", jacobian, jacobian, seen)
-        damping = 1e-6 * normal.diagonal(dim1=-2, dim2=-1).mean(-1).clamp(min=1e-12)  # Levenberg-Marquardt
+        damping = LM_DAMPING * normal.diagonal(dim1=-2, dim2=-1).mean(-1).clamp(min=1e-12)  # Levenberg-Marquardt
         normal = normal + damping[:, None, None] * eye
         rhs = torch.einsum("ncihw,nchw,nhw->ni", jacobian, residual, seen)
         matrix = matrix - torch.linalg.solve(normal, rhs).view(count, 2, 3)
