@@ -7,6 +7,10 @@ from sampling seeds that training never drew. Each move is given these ways:
 - map: the move's flow field as the model's control map (camera guidance 0, `kinema generate --camera MOVE`);
 - map + guidance: the same plus reconstruction guidance by the photometric camera energy at weight W
   (`--camera-guidance W`, default 1; kinema.control.camera.camera_energy);
+- map + warped start: the map, in two passes: a first video's frame 0 is carried along the move and noised to time
+  S, and the model denoises it again (`--camera-warp S`, default 0.6; kinema.control.camera.camera_warped);
+- map + warped start + guidance: both;
+- warped start (no map): the warped start with the map at zeros, i.e. what the warp does without the trained map;
 - guidance (no map): the same model with its map left at zeros ("no control", which training's control dropout
   taught it) and guidance W, i.e. what guidance alone does;
 - unsteered: neither map nor guidance, the baseline the others must beat.
@@ -49,23 +53,27 @@ HELD_OUT_MOVES = (  # inside the training ranges (pans 0.5-2 px, zooms 1.5-6% in
     "pan-right:1.4", "tilt-down:1.8", "zoom-in:1.05", "roll-cw:4",
     "pan-left:1.4", "tilt-up:1.8", "zoom-out:1.05", "roll-ccw:4",
 )
-VARIANTS = {  # name -> (whether camera guidance is on, whether the model reads the move as its map)
-    "map": (False, True),
-    "map + guidance": (True, True),
-    "guidance (no map)": (True, False),
-    "unsteered (no map or guidance)": (False, False),
+VARIANTS = {  # name -> (whether camera guidance is on, whether the model reads the move as its map, warped start)
+    "map": (False, True, False),
+    "map + guidance": (True, True, False),
+    "map + warped start": (False, True, True),
+    "map + warped start + guidance": (True, True, True),
+    "guidance (no map)": (True, False, False),
+    "warped start (no map)": (False, False, True),
+    "unsteered (no map or guidance)": (False, False, False),
 }
 
 MAX_PIXEL_NOISE = 2.0  # a video whose pixel_step is over twice the dataset clips' is noise, not a moving picture
 
 
 def generate(pipe: TextToVideoPipeline, move: torch.Tensor, count: int, seed: int, steps: int | None,
-             guidance: float, with_map: bool) -> torch.Tensor:
-    """`count` videos [N, 3, T, H, W] of one camera move (steps [T-1, 4]); without the map the model reads zeros."""
+             guidance: float, with_map: bool, warp: float) -> torch.Tensor:
+    """`count` videos [N, 3, T, H, W] of one camera move (steps [T-1, 4]); without the map the model reads zeros;
+    `warp` > 0 starts from the first video's frame 0 carried along the move, noised to that time."""
     spec = pipe.spec
     controls = None if with_map else {"camera": torch.zeros(1, 2, spec.num_frames, spec.height, spec.width)}
-    return pipe([""] * count, camera=move, camera_guidance=guidance, controls=controls, seed=seed, steps=steps,
-                progress=False)
+    return pipe([""] * count, camera=move, camera_guidance=guidance, camera_warp=warp, controls=controls, seed=seed,
+                steps=steps, progress=False)
 
 
 def pixel_step(videos: torch.Tensor) -> float:
@@ -94,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=1000, help="first sampling seed (and the floor clips' seed)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
     parser.add_argument("--camera-guidance", type=float, default=1.0, help="the guided variants' weight W")
+    parser.add_argument("--camera-warp", type=float, default=0.6, help="the warped-start variants' noise time S")
     parser.add_argument("--sheet", type=Path, default=None, help="also write a PNG contact sheet per variant here")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/camera_generation.json")
     args = parser.parse_args(argv)
@@ -118,10 +127,11 @@ def main(argv: list[str] | None = None) -> dict:
     print_rows("floor: dataset clips", floor, None, 1.0)
     results = {"floor: dataset clips": {"motions": floor, "seconds_per_video": None, "pixel_noise_vs_data": 1.0}}
     for name in args.variants.split(","):
-        guided, with_map = VARIANTS[name]
+        guided, with_map, warped = VARIANTS[name]
         guidance = args.camera_guidance if guided else 0.0
         start = time.perf_counter()
-        videos = torch.cat([generate(pipe, move, args.per_move, args.seed + i, args.steps, guidance, with_map)
+        videos = torch.cat([generate(pipe, move, args.per_move, args.seed + i, args.steps, guidance, with_map,
+                                     args.camera_warp if warped else 0.0)
                             for i, move in enumerate(moves)])
         seconds = (time.perf_counter() - start) / len(videos)
         rows = summary(asked, estimate_camera(videos), motions, size)
@@ -141,7 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
                                 else args.model.name), "parameters": parameters, "moves": list(names),
                    "videos_per_move": args.per_move, "sampler": spec.defaults.sampler,
                    "steps": args.steps or spec.defaults.steps, "seed": args.seed, "frames": frames, "size": size,
-                   "texture": texture, "camera_guidance": args.camera_guidance},
+                   "texture": texture, "camera_guidance": args.camera_guidance,
+                   "camera_warp": args.camera_warp},
         "targets": {"error_px_per_frame": 0.5, "direction": 0.95, "pixel_noise_vs_data": MAX_PIXEL_NOISE},
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "processor": platform.processor() or platform.machine(), "threads": 1},

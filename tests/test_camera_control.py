@@ -17,6 +17,7 @@ from kinema.control.camera import (
     camera_from_matrix,
     camera_matrix,
     camera_steps,
+    camera_warped,
     dataset_camera,
     parse_camera,
 )
@@ -110,6 +111,33 @@ def test_camera_energy_is_small_for_the_asked_pan_larger_for_the_opposite_and_di
     torch.testing.assert_close(gradient[:, :, 0], expected, atol=1e-4, rtol=1e-4)
     with pytest.raises(KinemaError, match=r"need \[2, 3, 4\]"):
         energy(video[:, :, :4])
+
+
+@pytest.mark.parametrize("camera", [[1.5, 0.0, 0.0, 0.0], [0.0, -1.2, 0.0, 0.0], [0.0, 0.0, 0.05, 0.0],
+                                    [0.0, 0.0, -0.05, 0.0], [0.0, 0.0, 0.0, 4.0]])
+def test_a_warped_start_carries_frame_0_as_the_camera_renders_the_scene(camera):
+    clip = render_camera(noise_texture(96, np.random.default_rng(1)), (48.0, 48.0), torch.tensor(camera), 5, 24)[None]
+    still = clip[:, :, :1].expand_as(clip)  # frame 0 everywhere: what the warp must move
+    warped = camera_warped(still, camera_steps(torch.tensor(camera), 5))
+    backwards = camera_warped(still, camera_steps(-torch.tensor(camera), 5))
+    torch.testing.assert_close(warped[:, :, 0], clip[:, :, 0])
+    inner = (slice(None), slice(None), slice(1, None), slice(4, -4), slice(4, -4))  # away from what comes into view
+    error = (warped - clip)[inner].abs().mean()  # the noise texture resampled twice: close, not exact
+    assert error < 0.02 and error < 0.5 * (still - clip)[inner].abs().mean()
+    assert error < 0.3 * (backwards - clip)[inner].abs().mean()
+
+
+def test_what_comes_into_view_is_the_videos_own_frame_then_moves_with_the_camera():
+    frames = torch.arange(5.0).view(1, 1, 5, 1, 1).expand(1, 1, 5, 16, 21).clone()  # frame t holds the value t
+    frames[:, :, 0] = torch.rand(16, 21) + 10  # frame 0: a picture, far from the other frames' values
+    warped = camera_warped(frames, parse_camera("pan-right:2", 5))
+    assert warped[..., 1, :, -2:].eq(1).all() and warped[..., 1, :, :-2].ge(10).all()  # 2 new columns at frame 1
+    for t in range(2, 5):  # each step's 2 new columns enter on the right and then slide left by 2 px a frame
+        expected = torch.tensor([float(value) for value in range(t, 0, -1) for _ in range(2)])
+        torch.testing.assert_close(warped[0, 0, t, 0, -2 * t:], expected.flip(0))
+        assert warped[..., t, :, : -2 * t].ge(10).all()
+    with pytest.raises(KinemaError, match=r"camera steps must be \[4, 4\] for 5 frames"):
+        camera_warped(frames, parse_camera("pan-right:2", 4))
 
 
 def test_parse_camera_words_give_per_step_rows():

@@ -165,3 +165,20 @@ def test_unconditional_model_samples_without_text(tmp_path, tiny_config):
     code, output = run("generate", "-c", model, "-o", tmp_path / "g.gif", "--steps", 2, "--scale", 1)  # no prompt
     assert code == 0, output
     assert read_video(tmp_path / "g.gif")[0].shape == (3, 4, 16, 16)
+
+
+def test_generate_with_a_camera_move_loads_the_shipped_camera_model_and_follows_the_move(tmp_path):
+    from kinema.control.camera import parse_camera
+    from kinema.metrics.camera import camera_scores
+
+    code, output = run("generate", "", "--camera", "tilt-down:1.5", "--seed", "2", "--scale", "1", "-o",
+                       tmp_path / "tilt.mp4")
+    assert code == 0, output
+    frames, _ = read_video(tmp_path / "tilt.mp4")
+    assert tuple(frames.shape) == (3, 8, 32, 32)  # the camera model's size, not the default model's
+    scores = camera_scores(frames[None], parse_camera("tilt-down:1.5", 8)[None])
+    assert scores["camera_error"][0] < 0.6 and scores["camera_direction"][0] == 1, scores
+    assert_one_line_error(*run("generate", "a red ball", "--camera-warp", "0.5", "-o", tmp_path / "x.mp4"),
+                          "camera warp", "give camera")
+    assert_one_line_error(*run("generate", "", "--camera", "pan-left:1", "--camera-warp", "1", "-o",
+                               tmp_path / "x.mp4"), "camera warp must be in [0, 1)")

@@ -263,3 +263,22 @@ def test_camera_guidance_steers_a_model_without_the_camera_control(tiny_config, 
                                plain)
     with pytest.raises(KinemaError, match=r"camera steps must be \[3, 4\]"):
         pipe("a red ball", steps=1, progress=False, camera=torch.zeros(5, 4))
+
+
+def test_a_camera_warp_redraws_the_first_videos_frame_0_carried_along_the_move(tiny_config, text_encoder):
+    from kinema.control.camera import camera_warped, parse_camera
+
+    config = tiny_config("model.text_dim=384")
+    pipe = TextToVideoPipeline(tiny_denoiser("video_unet", text_dim=384).eval(), config, text_encoder)
+    move = parse_camera("pan-left:2", 4)
+    first = pipe("a red ball", steps=4, progress=False, camera=move, camera_guidance=0.0)  # warp off: the first pass
+    start = camera_warped(first, move)
+    warped = pipe("a red ball", steps=4, progress=False, camera=move, camera_guidance=0.0, camera_warp=0.05)
+    redrawn = pipe("a red ball", steps=4, progress=False, camera=move, camera_guidance=0.0, camera_warp=0.9)
+    # noised only a little, the start comes back nearly as it was; noised to 0.9, the model redraws most of it
+    assert (warped - start).abs().mean() < 0.2 * (first - start).abs().mean()
+    assert (redrawn - start).abs().mean() > 3 * (warped - start).abs().mean()
+    for options, match in (({"camera_warp": 0.5}, "give camera"), ({"camera": move, "camera_warp": 1.0}, r"in \[0, 1\)"),
+                           ({"camera": move, "camera_warp": 0.5, "init_video": first, "strength": 0.5}, "no init_video")):
+        with pytest.raises(KinemaError, match=match):
+            pipe("a red ball", steps=1, progress=False, **options)

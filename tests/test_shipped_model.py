@@ -1,7 +1,7 @@
 """The models Kinema ships: they load offline (with the sampling spec derived from the config), prompts about colour,
 count and direction change what the text-to-video model draws (direction through the direction guidance its config
 turns on), the frames model fills in given frames better than a classical baseline, and the control model follows
-drawn paths."""
+drawn paths, and the camera model follows camera moves."""
 
 import numpy as np
 import pytest
@@ -16,8 +16,8 @@ from kinema.models.sampling_spec import read_sampling_spec
 from kinema.pipelines.known import KnownPixels
 from kinema.control.trajectory import TrajectorySpec
 from kinema.metrics.physics import ball_scores
-from kinema.pipelines.text_to_video import (SHIPPED_CONTROL_MODEL, SHIPPED_FRAMES_MODEL, SHIPPED_LATENT_MODEL,
-                                            SHIPPED_MODEL, TextToVideoPipeline)
+from kinema.pipelines.text_to_video import (SHIPPED_CAMERA_MODEL, SHIPPED_CONTROL_MODEL, SHIPPED_FRAMES_MODEL,
+                                            SHIPPED_LATENT_MODEL, SHIPPED_MODEL, TextToVideoPipeline)
 
 VIDEOS = 6  # per prompt; thresholds below leave room for one or two misses
 
@@ -180,3 +180,16 @@ def test_shipped_latent_model_draws_the_named_colour_as_smoothly_as_the_simulato
     real = [physics_scores(track_balls(data.clip(i).video))["roughness"] for i in range(6)]
     made = [physics_scores(track_balls(v))["roughness"] for v in videos]
     assert np.nanmean(made) < 1.3 * np.nanmean(real), (made, real)
+
+
+def test_shipped_camera_model_follows_the_asked_move_from_a_warped_start(text_encoder):
+    from kinema.control.camera import parse_camera
+    from kinema.metrics.camera import camera_scores
+
+    assert sum(f.stat().st_size for f in SHIPPED_CAMERA_MODEL.iterdir()) < 25 * 2**20
+    pipe = TextToVideoPipeline.from_pretrained(camera=True, text_encoder=text_encoder)
+    assert pipe.config.data_kind == "camera" and pipe.spec.defaults.camera_warp > 0
+    for move in ("pan-left:1.5", "zoom-in:1.04"):
+        asked = parse_camera(move, pipe.spec.num_frames)
+        scores = camera_scores(pipe(["", ""], camera=asked, seed=5, progress=False), asked.expand(2, -1, -1))
+        assert (scores["camera_error"] < 0.6).all() and (scores["camera_direction"] == 1).all(), (move, scores)

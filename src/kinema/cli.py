@@ -163,7 +163,8 @@ def _generate(checkpoint: Path | None, prompts: list, output: Path, format: str 
         sampling["attributes"] = knobs
     controls = "trajectory" in sampling or bool(knobs)  # the shipped model for drawn paths and knobs reads them
     pipe = TextToVideoPipeline.from_pretrained(checkpoint, device=_device(device), frames=longer or task is not None,
-                                               quantize=quantize, controls=controls and task is None)
+                                               quantize=quantize, controls=controls and task is None,
+                                               camera="camera" in sampling and task is None)
     if longer:
         from kinema.pipelines.long_video import write_long
 
@@ -261,10 +262,15 @@ def generate(
                                              "of the way onto a simulated path in the later sampling steps"),
     camera: Optional[str] = typer.Option(None, "--camera", help="camera move per frame step, e.g. "
                                          "'pan-left:2,zoom-in:1.02' (pan/tilt px, zoom factor, roll deg), or a CSV / "
-                                         "JSON file of one row per step"),
+                                         "JSON file of one row per step; without -c, the shipped camera model (still "
+                                         "discs) makes it"),
     camera_guidance: Optional[float] = typer.Option(None, "--camera-guidance", help="how hard guidance pulls the "
                                                     "video toward the camera move (default 1, or 0 for a model "
                                                     "trained with the camera control)"),
+    camera_warp: Optional[float] = typer.Option(None, "--camera-warp", help="0..1: start from a first video's frame "
+                                                "0 carried along the move, noised to this time, and denoise it "
+                                                "again (default: the model's, 0.5 for the shipped camera model; 0 = "
+                                                "off)"),
     speed_guidance: Optional[float] = typer.Option(None, "--speed-guidance", help="how hard guidance pulls the "
                                                    "objects' mean speed toward --speed (default 30 with --speed, "
                                                    "0 = off)"),
@@ -278,7 +284,8 @@ def generate(
     spec = _prompt_spec(prompt, prompt_at)
     steering = _steering(spec, trajectory, trajectory_guidance, physics_guidance, physics_projection)
     steering.update({name: value for name, value in (("camera", camera), ("camera_guidance", camera_guidance),
-                                                      ("speed_guidance", speed_guidance)) if value is not None})
+                                                      ("camera_warp", camera_warp), ("speed_guidance", speed_guidance))
+                     if value is not None})
     if steering and num_frames is not None and \
             num_frames > _model_spec(checkpoint, controls="trajectory" in steering).num_frames:
         raise KinemaError("--trajectory, --camera, physics and speed guidance steer one window of the model's "

@@ -129,6 +129,8 @@ class SampleConfig:
     identity_guidance: float = at_least(0, 0.0)  # keep each object's count and colour over the frames (0 = off)
     edit_identity_guidance: float = at_least(0, 0.0)  # the same for edits, toward the colours the prompt names
     animate_identity_guidance: float = at_least(0, 0.0)  # the same animating one given frame, toward its objects
+    camera_warp: float = _checked(0.0, "in [0, 1)", lambda v: 0 <= v < 1)  # 0 = off; else a camera move starts
+    # from frame 0 warped along it, noised to this time (kinema.control.camera.camera_warped)
     fps: float = above(0, 8.0)
     prompts: list[str] = non_empty(lambda: ["a red ball bounces to the left", "a green ball and a blue ball bounce"])
 

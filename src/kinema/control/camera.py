@@ -71,6 +71,39 @@ def camera_from_matrix(matrix: Tensor) -> Tensor:
                         -torch.rad2deg(torch.atan2(b, a))], dim=-1)
 
 
+def _homogeneous(maps: Tensor) -> Tensor:
+    """Affine maps [.., 2, 3] -> [.., 3, 3]."""
+    return torch.cat([maps, maps.new_tensor([0.0, 0.0, 1.0]).expand(*maps.shape[:-2], 1, 3)], dim=-2)
+
+
+def camera_path(camera: Tensor) -> Tensor:
+    """Steps [T-1, 4] -> the picture's map from frame 0 to each frame t, [T, 2, 3] (frame 0: the identity)."""
+    maps = [torch.eye(3, dtype=camera.dtype, device=camera.device)]
+    for step in _homogeneous(camera_matrix(camera)):
+        maps.append(step @ maps[-1])
+    return torch.stack(maps)[:, :2]
+
+
+def camera_warped(videos: Tensor, camera: Tensor) -> Tensor:
+    """Videos [B, C, T, H, W] remade as a still scene seen by camera steps [T-1, 4]: each frame shows frame 0 carried
+    along the move where frame 0 saw it, else the previous remade frame carried one step, else (what just came into
+    view) the video's own frame; the start of a camera-controlled sample (warp, then re-noise and denoise:
+    training-free camera control, Hou et al. 2024, "CamTrol")."""
+    batch, _, frames, height, width = videos.shape
+    if tuple(camera.shape) != (frames - 1, 4):
+        raise KinemaError(f"camera steps must be [{frames - 1}, 4] for {frames} frames, got {list(camera.shape)}")
+    camera = camera.to(videos.device, torch.float64)
+    from_first = affine_flow(torch.linalg.inv(_homogeneous(camera_path(camera)))[:, :2], height, width)
+    from_previous = affine_flow(torch.linalg.inv(_homogeneous(camera_matrix(camera)))[:, :2], height, width)
+    remade = [videos[:, :, 0]]
+    for t in range(1, frames):
+        first, previous = (flow.to(videos.dtype).expand(batch, -1, -1, -1)
+                           for flow in (from_first[t : t + 1], from_previous[t - 1 : t]))
+        carried = torch.where(inside_frame(previous)[:, None], warp(remade[-1], previous), videos[:, :, t])
+        remade.append(torch.where(inside_frame(first)[:, None], warp(videos[:, :, 0], first), carried))
+    return torch.stack(remade, dim=2)
+
+
 def camera_flow(camera: Tensor, height: int, width: int) -> Tensor:
     """Flow [.., 2, H, W] (dx, dy px) that a static scene shows from frame t to t+1 under camera steps [.., 4]."""
     if camera.ndim < 1 or camera.shape[-1] != 4:

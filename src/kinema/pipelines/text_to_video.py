@@ -24,7 +24,7 @@ from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
 from kinema.config import Config
 from kinema.control.binding import bind_objects, prompt_colours
-from kinema.control.camera import camera_energy, parse_camera
+from kinema.control.camera import camera_energy, camera_warped, parse_camera
 from kinema.control.direction import direction_energy
 from kinema.control.identity_check import consistency_faults, identity_faults
 from kinema.control.identity_energy import identity_energy, known_masses, named_colours, smallest_disc_area
@@ -54,12 +54,16 @@ SHIPPED_MODEL = SHIPPED_PIXEL_MODEL  # text to video
 SHIPPED_LATENT_MODEL = PRETRAINED / "balls_latent"  # text to video in the shipped autoencoder's latents, 17 x 64 x 64
 SHIPPED_FRAMES_MODEL = PRETRAINED / "balls_frames"  # the pixel model fine-tuned on every frame task (11.1-11.5)
 SHIPPED_CONTROL_MODEL = PRETRAINED / "balls_control"  # the pixel model fine-tuned on drawn paths and knobs (11.3)
+SHIPPED_CAMERA_MODEL = PRETRAINED / "camera_discs"  # the pixel model fine-tuned on camera moves over still discs
 
 
-def shipped_model(frames: bool = False, controls: bool = False, text: Path = SHIPPED_MODEL) -> Path:
+def shipped_model(frames: bool = False, controls: bool = False, text: Path = SHIPPED_MODEL,
+                  camera: bool = False) -> Path:
     """The model Kinema ships: for text to video (`text`, by default the default one), (`frames`) for known frames,
-    long videos and streams, or (`controls`) for drawn paths and the speed / brightness knobs."""
-    return SHIPPED_FRAMES_MODEL if frames else SHIPPED_CONTROL_MODEL if controls else text
+    long videos and streams, (`controls`) for drawn paths and the speed / brightness knobs, or (`camera`) for
+    camera moves."""
+    return (SHIPPED_FRAMES_MODEL if frames else SHIPPED_CONTROL_MODEL if controls else SHIPPED_CAMERA_MODEL if camera
+            else text)
 
 
 SPEED_GUIDANCE = 30.0  # default speed guidance with a speed knob (benchmarks/attribute_knobs.py: Spearman 0.93)
@@ -102,11 +106,14 @@ class TextToVideoPipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
                         text_encoder: TextEncoder | None = None, frames: bool = False,
-                        quantize: str | None = None, controls: bool = False) -> TextToVideoPipeline:
+                        quantize: str | None = None, controls: bool = False,
+                        camera: bool = False) -> TextToVideoPipeline:
         """Load a model directory or training checkpoint; None loads the model Kinema ships (`frames`: the one made
-        for known frames, long videos and streams; `controls`: the one made for drawn paths and knobs;
-        `shipped_model`); `quantize` "int8" stores its Linear and Conv weights as int8 (kinema.models.quantize)."""
-        model, config, metadata = load_pretrained(shipped_model(frames, controls) if path is None else path)
+        for known frames, long videos and streams; `controls`: the one made for drawn paths and knobs; `camera`: the
+        one made for camera moves; `shipped_model`); `quantize` "int8" stores its Linear and Conv weights as int8
+        (kinema.models.quantize)."""
+        model, config, metadata = load_pretrained(shipped_model(frames, controls, camera=camera) if path is None
+                                                  else path)
         model = quantize_weights(model, quantize)
         return cls(model, config, text_encoder, device, read_sampling_spec(config, metadata))
 
@@ -346,8 +353,8 @@ class TextToVideoPipeline:
                  attributes: dict[str, float | None] | None = None, trajectory: TrajectorySpec | None = None,
                  trajectory_guidance: float | None = None, physics_guidance: float = 0.0,
                  physics_projection: float = 0.0, camera: str | Tensor | None = None,
-                 camera_guidance: float | None = None, identity_guidance: float | None = None,
-                 keyframe_physics: float | None = None, retries: int | None = None,
+                 camera_guidance: float | None = None, camera_warp: float | None = None,
+                 identity_guidance: float | None = None, keyframe_physics: float | None = None, retries: int | None = None,
                  speed_guidance: float | None = None) -> Tensor:
         """Generate one video per prompt (of class `labels`: one for all, or one per prompt); options left None take
         the model's sampling spec, and 0 is an error, never a default. `time_grid` spaces the sampler's times
@@ -401,7 +408,11 @@ class TextToVideoPipeline:
         A model trained with the `trajectory` control (or `camera`) also reads the trajectory drawn as its control
         map (or the camera's flow). `camera` is a move ('pan-left:2,zoom-in:1.02', a per-step CSV / JSON file, or
         steps [T-1, 4]; kinema.control.camera); `camera_guidance` (default 1 for a model without the camera control,
-        else 0) steers the video toward it by reconstruction guidance with a photometric camera energy."""
+        else 0) steers the video toward it by reconstruction guidance with a photometric camera energy.
+        `camera_warp` in [0, 1) (default: the model's `sample.camera_warp`; 0 is off) makes a camera move in two
+        passes: a first video's frame 0 is carried along the move (kinema.control.camera.camera_warped), and that
+        start is noised to time `camera_warp` and denoised again, as an edit is (training-free camera control, Hou
+        et al. 2024); the model then only redraws what the warp blurs or brings into view."""
         prompts = [prompts] if isinstance(prompts, str) or _is_anchors(prompts) else list(prompts)
         spec, defaults = self.spec, self.spec.defaults
         steps = _at_least("steps", defaults.steps if steps is None else steps, 1)
@@ -449,6 +460,14 @@ class TextToVideoPipeline:
                                   f"{list(camera.shape)}")
         camera_guidance = _at_least("camera guidance", (0.0 if camera is None or "camera" in self.model.controls
                                                          else 1.0) if camera_guidance is None else camera_guidance, 0)
+        if camera_warp is not None and camera_warp > 0 and (camera is None or init_video is not None):
+            raise KinemaError("camera warp starts from a first video carried along a camera move: give camera, and "
+                              "no init_video")
+        camera_warp = defaults.camera_warp if camera_warp is None else camera_warp
+        if not 0 <= camera_warp < 1:
+            raise KinemaError(f"camera warp must be in [0, 1) (the time a warped start is noised to; 0 is off), got "
+                              f"{camera_warp}")
+        warping = camera is not None and camera_warp > 0 and init_video is None
         controls = self._drawn_controls(controls, prompts, trajectory, camera, height, width)
         if camera is not None:  # a model with camera knobs reads the move's mean as well
             attributes = {**camera_knobs(self.model.attributes, camera), **(attributes or {})}
@@ -503,12 +522,13 @@ class TextToVideoPipeline:
             controls=motion_controls)
         time_grid = defaults.time_grid if time_grid is None else time_grid
 
-        def sample(attempt: int) -> Tensor:
+        def sample(attempt: int, start: Tensor | None = init_video, start_time: float = strength,
+                   desc: str | None = None) -> Tensor:
             generator = torch.Generator(self.device).manual_seed(attempt_seed(seed, attempt))
             noise = torch.randn(shape, generator=generator, device=self.device)
-            x, times = self.start(noise, steps, time_grid, known, init_video, strength, inverting)
-            with tqdm(total=len(times) - 1, desc="sampling" if attempt == 0 else f"sampling again ({attempt})",
-                      unit="step", disable=not progress, leave=False) as bar:
+            x, times = self.start(noise, steps, time_grid, known, start, start_time, inverting)
+            desc = desc or ("sampling" if attempt == 0 else f"sampling again ({attempt})")
+            with tqdm(total=len(times) - 1, desc=desc, unit="step", disable=not progress, leave=False) as bar:
                 video = sample_fn(denoise, x, times, self.schedule, generator=generator,
                                   callback=lambda *_: bar.update(1))
             video = self.pixels_of(video, given)
@@ -523,6 +543,10 @@ class TextToVideoPipeline:
         elif given is None and init_video is None and not plan.anchored and not moves_camera:
             named = [{colour for colour in prompt_colours(text) if colour} for text in plan.texts[0]]
             faults = partial(consistency_faults, disc_area=disc_area, named=named)
+        elif warping:  # the first video's frame 0, carried along the move, noised and denoised again
+            start = camera_warped(sample(0), camera.to(self.device))
+            return sample(1, start if self.latents is None else self.latents.encode(start), camera_warp,
+                          "redrawing the warped start").cpu()
         else:  # pixels given in part, an edit, time-anchored prompts or a moving camera (objects change by design)
             return sample(0).cpu()
         return fewest_faults(sample, faults, retries).cpu()
