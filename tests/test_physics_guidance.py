@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from kinema.control.physics_energy import (SECOND, THIRD, contact_windows, differences, differences_adjoint,
-                                           gravity_energy, gravity_energy_gradient, interpenetration_energy,
-                                           interpenetration_energy_gradient, move_objects, physics_energy,
-                                           project_to_physics, smoothness_energy, smoothness_energy_gradient)
+                                           gravity_energy, gravity_energy_gradient, move_objects, physics_energy,
+                                           project_to_physics, smoothness_energy, smoothness_energy_gradient,
+                                           spacing_energy, spacing_energy_gradient, touching_distance)
 from kinema.control.readout import object_positions
 from kinema.data.physics_balls import BouncingBallsConfig, render_balls, simulate_balls
 
@@ -34,8 +34,8 @@ def test_each_term_has_its_closed_form_gradient(term):
     energy, gradient, weights = {
         "gravity": (gravity_energy, gravity_energy_gradient, (random(2, 3, 5, seed=1), 0.75)),
         "smoothness": (smoothness_energy, smoothness_energy_gradient, (random(2, 3, 4, seed=1),)),
-        "interpenetration": (interpenetration_energy, interpenetration_energy_gradient, (random(2, 3, 7, seed=1),
-                                                                                         radii)),
+        "interpenetration": (spacing_energy, spacing_energy_gradient, (random(2, 3, 7, seed=1),
+                                                                       touching_distance(radii))),
     }[term]
     (autograd,) = torch.autograd.grad(energy(positions, *weights).sum(), positions)
     assert autograd.abs().max() > 1e-3  # large residuals too: the Huber terms reach their linear part
@@ -75,8 +75,8 @@ def test_gravity_the_wrong_way_costs_energy():
 
 def test_interpenetration_pushes_overlapping_balls_apart():
     positions = torch.tensor([[[[10.0, 16.0]] * 8, [[14.0, 16.0]] * 8]], dtype=torch.float64)
-    gradient = interpenetration_energy_gradient(positions, torch.ones(1, 1, 8, dtype=torch.float64),
-                                                torch.full((1, 2), 3.0, dtype=torch.float64))
+    gradient = spacing_energy_gradient(positions, torch.ones(1, 1, 8, dtype=torch.float64),
+                                       touching_distance(torch.full((1, 2), 3.0, dtype=torch.float64)))
     assert (gradient[0, 0, :, 0] > 0).all() and (gradient[0, 1, :, 0] < 0).all()  # descent moves them apart
 
 

@@ -20,7 +20,8 @@ from kinema.control.binding import bind_objects, prompt_colours
 from kinema.control.physics_energy import physics_energy
 from kinema.control.readout import object_moments, object_positions
 from kinema.control.trajectory import ObjectPath, TrajectorySpec
-from kinema.control.trajectory_energy import trajectory_distance, trajectory_distance_gradient, trajectory_energy
+from kinema.control.trajectory_energy import (spacing_energy, trajectory_distance, trajectory_distance_gradient,
+                                             trajectory_energy)
 from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, simulate_balls
 from kinema.diffusion import build_schedule, get_sampler, reconstruction_guidance
 from kinema.diffusion.time_grids import time_grid
@@ -66,8 +67,10 @@ def test_energy_of_a_video_is_differentiated_by_the_closed_form_through_the_read
 
     plain = video.detach().clone().requires_grad_(True)  # the same energy differentiated by autograd alone
     positions, spread, mass = object_moments(plain, clip.color_names)
-    (expected,) = torch.autograd.grad(trajectory_distance(positions, spread, truth + offset, radii,
-                                                          mass.detach()).sum(), plain)
+    apart = (truth[:, :1] - truth[:, 1:]).norm(dim=-1)  # the one pair's asked distance [1, 1, T]
+    spacing = spacing_energy(positions, torch.minimum(mass[:, :1], mass[:, 1:]).detach(), apart)
+    (expected,) = torch.autograd.grad((trajectory_distance(positions, spread, truth + offset, radii,
+                                                           mass.detach()) + spacing).sum(), plain)
     torch.testing.assert_close(gradient, expected)
     at_rest = trajectory_energy(truth, radii, clip.color_names)(video).item()
     assert energy.item() > 0.5 and at_rest < 0.01 * energy.item()
@@ -91,6 +94,32 @@ def rendered_ball(positions: torch.Tensor, size: int = 16) -> torch.Tensor:
     alpha = torch.sigmoid((2.5 - (dx.square() + dy.square() + 1e-6).sqrt()) / 0.5)  # [B, T, H, W]
     colour = torch.tensor(BALL_COLORS["red"], dtype=positions.dtype)[None, :, None, None, None]
     return alpha[:, None] * colour * 2 - 1
+
+
+def test_the_spacing_term_pushes_apart_only_objects_closer_than_their_targets():
+    """Red and blue asked 12 px apart: drawn 6 px apart, the spacing term adds energy and a push apart along x;
+    drawn 18 px apart (as far off their targets, but apart), it adds nothing."""
+    targets = torch.tensor([[[[10.0, 16.0]] * 4, [[22.0, 16.0]] * 4]], dtype=torch.float64)  # [1, K=2, T=4, 2]
+    radii = torch.full((1, 2), 2.5, dtype=torch.float64)
+
+    def drawn(red_x: float, blue_x: float) -> torch.Tensor:
+        red = rendered_ball(torch.tensor([[[red_x, 16.0]] * 4], dtype=torch.float64), size=32)
+        blue = (rendered_ball(torch.tensor([[[blue_x, 16.0]] * 4], dtype=torch.float64), size=32) + 1) / 2
+        blue = blue.amax(1, keepdim=True) * torch.tensor(BALL_COLORS["blue"], dtype=torch.float64)[:, None, None, None]
+        return torch.maximum(red, blue * 2 - 1).requires_grad_(True)
+
+    for red_x, blue_x, closer in ((13.0, 19.0, True), (7.0, 25.0, False)):
+        video = drawn(red_x, blue_x)
+        energies = [trajectory_energy(targets, radii, ["red", "blue"], spacing=w)(video) for w in (0.0, 1.0)]
+        gradients = [torch.autograd.grad(e.sum(), video)[0] for e in energies]
+        if closer:
+            assert energies[1].item() > energies[0].item() + 0.1
+            step = video.detach() - 20 * (gradients[1] - gradients[0])  # a descent step on the spacing term alone
+            before, after = (object_moments(v, ["red", "blue"])[0][0, :, :, 0] for v in (video.detach(), step))
+            assert (after[0] < before[0] - 0.01).all() and (after[1] > before[1] + 0.01).all()  # apart along x
+        else:
+            torch.testing.assert_close(energies[1], energies[0])
+            torch.testing.assert_close(gradients[1], gradients[0])
 
 
 def test_guidance_pulls_a_toy_denoisers_ball_onto_its_path():

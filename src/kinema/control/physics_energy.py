@@ -32,7 +32,8 @@ from scipy.optimize import least_squares
 from torch import Tensor
 
 from kinema.control.readout import TEMPERATURE, object_positions, palette_weights
-from kinema.control.trajectory_energy import SCALE, closed_form_energy
+from kinema.control.trajectory_energy import (SCALE, closed_form_energy, pair_offsets, pair_indices, spacing_energy,
+                                             spacing_energy_gradient, touching_distance)
 from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, simulate_trajectories
 from kinema.errors import KinemaError
 from kinema.video.flow import warp
@@ -91,30 +92,6 @@ def smoothness_energy_gradient(positions: Tensor, weights: Tensor) -> Tensor:
     return SCALE / positions.shape[2] * differences_adjoint(weights[..., None] * jerk, THIRD)
 
 
-def _pairs(positions: Tensor, radii: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Indices i < j, the offsets c_i - c_j [B, P, T, 2], their lengths and the overlaps [B, P, T]."""
-    first, second = torch.triu_indices(positions.shape[1], positions.shape[1], offset=1, device=positions.device)
-    offset = positions[:, first] - positions[:, second]
-    distance = offset.square().sum(-1).add(1e-9).sqrt()
-    overlap = F.relu((radii[:, first] + radii[:, second])[..., None] - distance)
-    return first, second, offset / distance[..., None], overlap
-
-
-def interpenetration_energy(positions: Tensor, weights: Tensor, radii: Tensor) -> Tensor:
-    """SCALE / T sum_{i<j, t} w_ijt relu(r_i + r_j - |c_i - c_j|)^2: weights [B, P, T] over pairs, radii [B, K]."""
-    _, _, _, overlap = _pairs(positions, radii)
-    return SCALE / positions.shape[2] * (weights * overlap.square()).sum((1, 2))
-
-
-def interpenetration_energy_gradient(positions: Tensor, weights: Tensor, radii: Tensor) -> Tensor:
-    """d interpenetration_energy / dp [B, K, T, 2]: -2 SCALE / T w o u on c_i and +2 SCALE / T w o u on c_j, u the
-    unit vector from c_j to c_i."""
-    first, second, unit, overlap = _pairs(positions, radii)
-    push = (-2 * SCALE / positions.shape[2] * weights * overlap)[..., None] * unit
-    gradient = torch.zeros_like(positions)
-    return gradient.index_add(1, first, push).index_add(1, second, -push)
-
-
 def contact_windows(positions: Tensor, radii: Tensor, size: int, gravity: float) -> Tensor:
     """[B, K, T - 2] bool: frames t-1..t+1 hold a contact, where the acceleration beyond gravity points away (within
     60 degrees, and by more than CONTACT_MIN) from a wall or another object within the object's step plus one pixel at
@@ -128,8 +105,8 @@ def contact_windows(positions: Tensor, radii: Tensor, size: int, gravity: float)
     along = excess @ normals.T  # [B, K, T - 2, 4]
     length = excess.norm(dim=-1, keepdim=True)
     contact = ((gaps <= reach[..., None]) & (along > 0.5 * length)).any(-1) & (length[..., 0] > CONTACT_MIN)
-    first, second, unit, _ = _pairs(centre, radii)
-    near = (centre[:, first] - centre[:, second]).norm(dim=-1) - (radii[:, first] + radii[:, second])[..., None] \
+    first, second, unit, _ = pair_offsets(centre, touching_distance(radii))
+    near = (centre[:, first] - centre[:, second]).norm(dim=-1) - touching_distance(radii) \
         <= torch.maximum(reach[:, first], reach[:, second])
     near = near & (torch.minimum(length[:, first], length[:, second])[..., 0] > CONTACT_MIN)
     pushed_first = near & ((excess[:, first] * unit).sum(-1) > 0.5 * length[:, first, :, 0])
@@ -161,18 +138,18 @@ def physics_energy(colours: Sequence[str | None], simulator: BouncingBallsConfig
         mass = mass.detach()
         radii = (mass.amax(2) / math.pi).sqrt()
         in_window = window_weights(mass, contact_windows(positions.detach(), radii, video.shape[-1], gravity))
-        first, second = torch.triu_indices(len(colours), len(colours), offset=1, device=video.device)
-        pair = torch.minimum(mass[:, first], mass[:, second])
+        first, second = pair_indices(len(colours), video.device)
+        pair, touching = torch.minimum(mass[:, first], mass[:, second]), touching_distance(radii)
 
         def value(p: Tensor) -> Tensor:
             return (scale["gravity"] * gravity_energy(p, in_window[0], gravity)
                     + scale["smoothness"] * smoothness_energy(p, in_window[1])
-                    + scale["interpenetration"] * interpenetration_energy(p, pair, radii))
+                    + scale["interpenetration"] * spacing_energy(p, pair, touching))
 
         def gradient(p: Tensor) -> tuple[Tensor]:
             return (scale["gravity"] * gravity_energy_gradient(p, in_window[0], gravity)
                     + scale["smoothness"] * smoothness_energy_gradient(p, in_window[1])
-                    + scale["interpenetration"] * interpenetration_energy_gradient(p, pair, radii),)
+                    + scale["interpenetration"] * spacing_energy_gradient(p, pair, touching),)
 
         return closed_form_energy(value, gradient, positions)
 

@@ -17,6 +17,12 @@ centroid by a roughly size-free share of its error (dp/dvideo scales as 1 / mass
 moderate push at any frame size, as with direction guidance (kinema.control.direction). Frames where q is NaN (no
 position asked) carry no energy.
 
+With several objects, a spacing term keeps each pair i < j at least as far apart as their targets are (chapter 11.3.3,
+many objects with collision avoidance): SPACING * SCALE / T * sum_{i<j, t} min(m_it, m_jt) relu(|q_i - q_j| -
+|p_i - p_j|)^2. Each object lands about a pixel off its path, and when two paths pass close those errors, pointing
+toward each other, would make them touch; this term pushes only on pairs that come closer than asked. It is the
+physics energy's no-interpenetration term with the asked distance in place of r_i + r_j (`spacing_energy`).
+
 Energies on read-out quantities are evaluated through `closed_form_energy`, an autograd function whose backward pass
 is the closed-form gradient (tested against autograd).
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from kinema.control.readout import TEMPERATURE, object_moments
@@ -33,6 +40,7 @@ from kinema.errors import KinemaError
 
 SCALE = 0.05  # share of the remaining distance one unit-weight gradient step asks for, roughly
 SHAPE = 0.1  # weight of the shape term against the position term
+SPACING = 1.0  # weight of the spacing term (objects no closer than their targets) against the position term
 
 EnergyFn = Callable[..., Tensor]  # read-out tensors -> energy [B]
 GradientFn = Callable[..., tuple[Tensor, ...]]  # read-out tensors -> their gradients
@@ -56,6 +64,42 @@ class _ClosedForm(torch.autograd.Function):
 def closed_form_energy(energy: EnergyFn, gradient: GradientFn, *inputs: Tensor) -> Tensor:
     """`energy(*inputs)` [B], differentiated by the closed-form `gradient(*inputs)` (one tensor per input)."""
     return _ClosedForm.apply(energy, gradient, *inputs)
+
+
+def pair_indices(count: int, device=None) -> tuple[Tensor, Tensor]:
+    """The object pairs i < j of `count` objects: (first, second) indices [P]."""
+    return tuple(torch.triu_indices(count, count, offset=1, device=device))
+
+
+def pair_offsets(positions: Tensor, least: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Indices i < j, the unit offsets (c_i - c_j) / |c_i - c_j| [B, P, T, 2] and how far each pair is closer than
+    `least` [B, P, T] (or [B, P, 1]) px: relu(least - |c_i - c_j|) [B, P, T]."""
+    first, second = pair_indices(positions.shape[1], positions.device)
+    offset = positions[:, first] - positions[:, second]
+    distance = offset.square().sum(-1).add(1e-9).sqrt()
+    return first, second, offset / distance[..., None], F.relu(least - distance)
+
+
+def spacing_energy(positions: Tensor, weights: Tensor, least: Tensor) -> Tensor:
+    """SCALE / T sum_{i<j, t} w_ijt relu(least_ijt - |c_i - c_j|)^2: positions [B, K, T, 2], weights and the least
+    distances [B, P, T] (or [B, P, 1]) over the pairs i < j."""
+    _, _, _, closer = pair_offsets(positions, least)
+    return SCALE / positions.shape[2] * (weights * closer.square()).sum((1, 2))
+
+
+def spacing_energy_gradient(positions: Tensor, weights: Tensor, least: Tensor) -> Tensor:
+    """d spacing_energy / dp [B, K, T, 2]: -2 SCALE / T w o u on c_i and +2 SCALE / T w o u on c_j, o how much closer
+    than `least` and u the unit vector from c_j to c_i."""
+    first, second, unit, closer = pair_offsets(positions, least)
+    push = (-2 * SCALE / positions.shape[2] * weights * closer)[..., None] * unit
+    gradient = torch.zeros_like(positions)
+    return gradient.index_add(1, first, push).index_add(1, second, -push)
+
+
+def touching_distance(radii: Tensor) -> Tensor:
+    """r_i + r_j [B, P, 1] of radii [B, K]: the least distance of two discs that do not interpenetrate."""
+    first, second = pair_indices(radii.shape[1], radii.device)
+    return (radii[:, first] + radii[:, second])[..., None]
 
 
 def _asked(targets: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,10 +133,11 @@ def trajectory_distance_gradient(positions: Tensor, spread: Tensor, targets: Ten
 
 
 def trajectory_energy(targets: Tensor, radii: Tensor, colours: Sequence[str | None], shape: float = SHAPE,
-                      temperature: float = TEMPERATURE) -> Callable[[Tensor], Tensor]:
+                      spacing: float = SPACING, temperature: float = TEMPERATURE) -> Callable[[Tensor], Tensor]:
     """Energy `E(video) -> [B]` of videos [B, 3, T, H, W] whose objects (by colour, kinema.control.readout) stray from
     `targets` [B, K, T, 2] px (NaN: no position asked at that frame) or from discs of `radii` [B, K] px (weighted by
-    `shape`)."""
+    `shape`), plus, weighted by `spacing`, how much closer two objects come than their targets are (`spacing_energy`
+    with the asked distances as the least ones, each pair weighted by its smaller mass)."""
     if targets.ndim != 4 or targets.shape[1] != len(colours) or targets.shape[-1] != 2:
         raise KinemaError(f"trajectory targets must be [B, K={len(colours)}, T, 2] px, got {list(targets.shape)}")
     if radii.shape != targets.shape[:2]:
@@ -103,8 +148,18 @@ def trajectory_energy(targets: Tensor, radii: Tensor, colours: Sequence[str | No
             raise KinemaError(f"the trajectory has {targets.shape[2]} frames but the video {video.shape[2]}")
         positions, spread, mass = object_moments(video, colours, temperature)
         asked, sizes, weights = targets.to(video), radii.to(video), mass.detach()
-        return closed_form_energy(lambda p, s: trajectory_distance(p, s, asked, sizes, weights, shape),
-                                  lambda p, s: trajectory_distance_gradient(p, s, asked, sizes, weights, shape),
-                                  positions, spread)
+        first, second = pair_indices(len(colours), video.device)
+        apart = (asked[:, first] - asked[:, second]).norm(dim=-1)  # [B, P, T], NaN where a position is not asked
+        pair = spacing * torch.minimum(weights[:, first], weights[:, second]) * apart.isfinite()
+        apart = apart.nan_to_num(0.0)
+
+        def value(p: Tensor, s: Tensor) -> Tensor:
+            return trajectory_distance(p, s, asked, sizes, weights, shape) + spacing_energy(p, pair, apart)
+
+        def gradient(p: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+            position, spread = trajectory_distance_gradient(p, s, asked, sizes, weights, shape)
+            return position + spacing_energy_gradient(p, pair, apart), spread
+
+        return closed_form_energy(value, gradient, positions, spread)
 
     return energy
