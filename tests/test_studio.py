@@ -196,6 +196,20 @@ def test_the_model_card_says_what_each_model_reads(model, pipelines):
     assert jobs == list(SHIPPED_SET) and Pipelines.directory("x") == Path("x")  # the tabs share one size
 
 
+def test_a_camera_move_on_the_shipped_models_runs_on_the_shipped_camera_model_as_its_command_does(pipelines,
+                                                                                                 tmp_path):
+    from kinema.control.camera import parse_camera
+    from kinema.metrics.camera import camera_scores
+    from kinema.pipelines.text_to_video import SHIPPED_CAMERA_MODEL
+
+    job = Job("generate", "", None, options={"camera": "pan-right:1.5", "seed": 1})
+    made = _made(job, pipelines, tmp_path)
+    assert SHIPPED_CAMERA_MODEL.resolve() in pipelines._loaded
+    assert not {"-c", "--checkpoint"} & set(job.arguments())  # so `kinema generate` picks the camera model too
+    scores = camera_scores(made.videos, parse_camera("pan-right:1.5", 8)[None])
+    assert scores["camera_error"][0] < 0.6 and scores["camera_direction"][0] == 1, scores
+
+
 def test_the_painted_hole_becomes_a_mask_of_the_clips_size(tmp_path):
     from kinema.studio.app import _mask_file
 

@@ -116,7 +116,8 @@ def run(job: Job, pipelines: Pipelines, folder: Path) -> Iterator[Tensor | Finis
         from kinema.control.binding import bound_trajectory
 
         options["trajectory"] = bound_trajectory(folder / job.inputs["trajectory"], job.prompt)
-    pipe = pipelines.get(job.model, controls="trajectory" in options or bool(attributes))
+    controls = "trajectory" in options or bool(attributes)
+    pipe = pipelines.get(job.model, controls=controls, camera="camera" in options and not controls)
     videos = pipe([job.prompt], num_frames=frames, attributes=attributes or None, **sampling, **options)
     yield Finished(videos, pipe.spec.fps)
 

@@ -67,14 +67,16 @@ class Pipelines:
         self._lock = threading.Lock()
 
     @staticmethod
-    def directory(model: str | None, frames: bool = False, controls: bool = False) -> Path:
-        """The directory a job on `model` loads (None: the shipped 32x32 model, or the one made for known frames or
-        for controls: SHIPPED_SET)."""
-        return Path(model) if model is not None else shipped_model(frames, controls, text=SHIPPED_PIXEL_MODEL)
+    def directory(model: str | None, frames: bool = False, controls: bool = False, camera: bool = False) -> Path:
+        """The directory a job on `model` loads (None: the shipped 32x32 model, or the one made for known frames, for
+        controls (SHIPPED_SET) or for camera moves, as `kinema generate` picks them)."""
+        return Path(model) if model is not None else shipped_model(frames, controls, text=SHIPPED_PIXEL_MODEL,
+                                                                   camera=camera)
 
-    def get(self, model: str | None, frames: bool = False, controls: bool = False) -> TextToVideoPipeline:
+    def get(self, model: str | None, frames: bool = False, controls: bool = False,
+            camera: bool = False) -> TextToVideoPipeline:
         """The pipeline of `model` (see `directory`), loaded once."""
-        path = self.directory(model, frames, controls).resolve()
+        path = self.directory(model, frames, controls, camera).resolve()
         with self._lock:
             if path not in self._loaded:
                 spec = self.spec(str(path))
