@@ -270,3 +270,18 @@ def test_kinema_generate_writes_a_latent_models_video(vae_dir, tmp_path):
     assert result.exit_code == 0, result.output
     video = read_video(tmp_path / "out.mp4")[0]
     assert video.shape == (3, FRAMES, SIZE * 8, SIZE * 8)  # written at the default scale 8
+
+
+def test_a_latent_models_camera_warp_starts_from_its_first_video_warped_then_encoded(vae_dir, monkeypatch):
+    from kinema.control.camera import camera_warped, parse_camera
+
+    model, config = latent_config(vae_dir)
+    pipe = TextToVideoPipeline(model, config)
+    move = parse_camera("pan-left:1", FRAMES)
+    options = dict(steps=2, guidance=1.0, camera=move, camera_guidance=0.0, progress=False)
+    first = pipe("", **options)  # the warp's first pass is this very video (same seed, warp off)
+    encoded, encode = [], pipe.latents.encode
+    monkeypatch.setattr(pipe.latents, "encode", lambda video: encoded.append(video) or encode(video))
+    warped = pipe("", camera_warp=0.5, **options)
+    assert len(encoded) == 1 and warped.shape == first.shape
+    torch.testing.assert_close(encoded[0], camera_warped(first, move))  # warped in pixels, redrawn in latents
