@@ -121,7 +121,8 @@ def test_shipped_frames_model_interpolates_better_than_a_linear_blend(frames_pip
     given = [0, 2, 4, 6, 7]
     mask = torch.zeros(VIDEOS, 1, 8, 32, 32, dtype=torch.bool)
     mask[:, :, given] = True
-    made = frames_pipe([item["caption"] for item in items], known=KnownPixels(clips, mask), steps=10, progress=False)
+    made = frames_pipe([item["caption"] for item in items], known=KnownPixels(clips, mask), steps=10, retries=0,
+                       progress=False)  # one draw: the model itself (re-draws cost 16 s here and changed nothing)
     assert torch.equal(made[:, :, given], clips[:, :, given].clamp(-1, 1))
     blend = clips.clone()
     blend[:, :, [1, 3, 5]] = (clips[:, :, [0, 2, 4]] + clips[:, :, [2, 4, 6]]) / 2
