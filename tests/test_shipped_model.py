@@ -152,7 +152,7 @@ def test_shipped_control_model_follows_drawn_paths_without_guidance(control_pipe
         spec = TrajectorySpec.of_balls(clip.positions, clip.radii, clip.color_names, clip.size)
         prompt = " and ".join(f"a {name} ball" for name in clip.color_names) + " bounce"
         for drawn in (True, False):
-            video = control_pipe(prompt, seed=i, steps=8, progress=False, trajectory=spec if drawn else None,
+            video = control_pipe(prompt, seed=i, steps=8, retries=0, progress=False, trajectory=spec if drawn else None,
                                  trajectory_guidance=0.0, direction_guidance=0.0)
             errors[drawn].append(float(ball_scores(video, clip.positions[None]).scores["target_error"][0]))
     followed, free = np.nanmean(errors[True]), np.nanmean(errors[False])
