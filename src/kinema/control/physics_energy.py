@@ -32,7 +32,7 @@ from scipy.optimize import least_squares
 from torch import Tensor
 
 from kinema.control.readout import TEMPERATURE, object_positions, palette_weights
-from kinema.control.trajectory_energy import (SCALE, closed_form_energy, pair_offsets, pair_indices, spacing_energy,
+from kinema.control.trajectory_energy import (SCALE, closed_form_energy, pair_indices, pair_offsets, spacing_energy,
                                              spacing_energy_gradient, touching_distance)
 from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, simulate_trajectories
 from kinema.errors import KinemaError
@@ -105,8 +105,9 @@ def contact_windows(positions: Tensor, radii: Tensor, size: int, gravity: float)
     along = excess @ normals.T  # [B, K, T - 2, 4]
     length = excess.norm(dim=-1, keepdim=True)
     contact = ((gaps <= reach[..., None]) & (along > 0.5 * length)).any(-1) & (length[..., 0] > CONTACT_MIN)
-    first, second, unit, _ = pair_offsets(centre, touching_distance(radii))
-    near = (centre[:, first] - centre[:, second]).norm(dim=-1) - touching_distance(radii) \
+    touching = touching_distance(radii)
+    first, second, unit, _ = pair_offsets(centre, touching)
+    near = (centre[:, first] - centre[:, second]).norm(dim=-1) - touching \
         <= torch.maximum(reach[:, first], reach[:, second])
     near = near & (torch.minimum(length[:, first], length[:, second])[..., 0] > CONTACT_MIN)
     pushed_first = near & ((excess[:, first] * unit).sum(-1) > 0.5 * length[:, first, :, 0])

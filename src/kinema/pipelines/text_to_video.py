@@ -354,8 +354,8 @@ class TextToVideoPipeline:
                  trajectory_guidance: float | None = None, physics_guidance: float = 0.0,
                  physics_projection: float = 0.0, camera: str | Tensor | None = None,
                  camera_guidance: float | None = None, camera_warp: float | None = None,
-                 identity_guidance: float | None = None, keyframe_physics: float | None = None, retries: int | None = None,
-                 speed_guidance: float | None = None) -> Tensor:
+                 identity_guidance: float | None = None, keyframe_physics: float | None = None,
+                 retries: int | None = None, speed_guidance: float | None = None) -> Tensor:
         """Generate one video per prompt (of class `labels`: one for all, or one per prompt); options left None take
         the model's sampling spec, and 0 is an error, never a default. `time_grid` spaces the sampler's times
         (uniform | trailing | karras | shifted, kinema.diffusion.time_grids).
@@ -467,7 +467,8 @@ class TextToVideoPipeline:
         if not 0 <= camera_warp < 1:
             raise KinemaError(f"camera warp must be in [0, 1) (the time a warped start is noised to; 0 is off), got "
                               f"{camera_warp}")
-        warping = camera is not None and camera_warp > 0 and init_video is None
+        warping = camera is not None and camera_warp > 0 and init_video is None and not (
+            known is not None and known.whole_frames.any())  # frames given whole choose re-draws instead
         controls = self._drawn_controls(controls, prompts, trajectory, camera, height, width)
         if camera is not None:  # a model with camera knobs reads the move's mean as well
             attributes = {**camera_knobs(self.model.attributes, camera), **(attributes or {})}
@@ -536,6 +537,10 @@ class TextToVideoPipeline:
                 video = self._on_keyframe_paths(video, given.to(self.device), keyframe_physics)
             return video.clamp(-1, 1)
 
+        if warping:  # the first video's frame 0, carried along the move, noised and denoised again
+            start = camera_warped(sample(0), camera.to(self.device))
+            return sample(1, start if self.latents is None else self.latents.encode(start), camera_warp,
+                          "redrawing the warped start").cpu()
         disc_area = smallest_disc_area(self.simulator, width)
         moves_camera = camera is not None or "camera" in self.model.controls  # objects leave and enter the view
         if given is not None and given.whole_frames.any():
@@ -543,10 +548,6 @@ class TextToVideoPipeline:
         elif given is None and init_video is None and not plan.anchored and not moves_camera:
             named = [{colour for colour in prompt_colours(text) if colour} for text in plan.texts[0]]
             faults = partial(consistency_faults, disc_area=disc_area, named=named)
-        elif warping:  # the first video's frame 0, carried along the move, noised and denoised again
-            start = camera_warped(sample(0), camera.to(self.device))
-            return sample(1, start if self.latents is None else self.latents.encode(start), camera_warp,
-                          "redrawing the warped start").cpu()
         else:  # pixels given in part, an edit, time-anchored prompts or a moving camera (objects change by design)
             return sample(0).cpu()
         return fewest_faults(sample, faults, retries).cpu()
