@@ -16,6 +16,7 @@ from kinema.data.physics_balls import BALL_COLORS, BouncingBalls, BouncingBallsC
 from kinema.diffusion import DiffusionLoss, build_schedule
 from kinema.errors import KinemaError
 from kinema.nn.embeddings import AttributeEmbedding
+from kinema.pipelines.known import KnownPixels
 from kinema.pipelines.text_to_video import TextToVideoPipeline
 from kinema.training.trainer import Trainer
 
@@ -279,7 +280,9 @@ def test_a_camera_warp_redraws_the_first_videos_frame_0_carried_along_the_move(t
     assert (warped - start).abs().mean() < 0.2 * (first - start).abs().mean()
     assert (redrawn - start).abs().mean() > 3 * (warped - start).abs().mean()
     bad = (({"camera_warp": 0.5}, "give camera"), ({"camera": move, "camera_warp": 1.0}, r"in \[0, 1\)"),
-           ({"camera": move, "camera_warp": 0.5, "init_video": first, "strength": 0.5}, "no init_video"))
+           ({"camera": move, "camera_warp": 0.5, "init_video": first, "strength": 0.5}, "no init_video"),
+           ({"camera": move, "camera_warp": 0.5, "known": KnownPixels.frames({0: first[0, :, 0]}, 4)},
+            "or known pixels"))
     for options, match in bad:
         with pytest.raises(KinemaError, match=match):
             pipe("a red ball", steps=1, progress=False, **options)

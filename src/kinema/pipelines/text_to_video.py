@@ -460,15 +460,15 @@ class TextToVideoPipeline:
                                   f"{list(camera.shape)}")
         camera_guidance = _at_least("camera guidance", (0.0 if camera is None or "camera" in self.model.controls
                                                          else 1.0) if camera_guidance is None else camera_guidance, 0)
-        if camera_warp is not None and camera_warp > 0 and (camera is None or init_video is not None):
+        if camera_warp is not None and camera_warp > 0 and (camera is None or init_video is not None
+                                                            or known is not None):
             raise KinemaError("camera warp starts from a first video carried along a camera move: give camera, and "
-                              "no init_video")
+                              "no init_video or known pixels")
         camera_warp = defaults.camera_warp if camera_warp is None else camera_warp
         if not 0 <= camera_warp < 1:
             raise KinemaError(f"camera warp must be in [0, 1) (the time a warped start is noised to; 0 is off), got "
                               f"{camera_warp}")
-        warping = camera is not None and camera_warp > 0 and init_video is None and not (
-            known is not None and known.whole_frames.any())  # frames given whole choose re-draws instead
+        warping = camera is not None and camera_warp > 0 and init_video is None and known is None
         controls = self._drawn_controls(controls, prompts, trajectory, camera, height, width)
         if camera is not None:  # a model with camera knobs reads the move's mean as well
             attributes = {**camera_knobs(self.model.attributes, camera), **(attributes or {})}
