@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
+from kinema.control.binding import colour_directions
 from kinema.data.physics_balls import BALL_COLORS, BallsClip, BouncingBalls
 from kinema.errors import KinemaError
 from kinema.metrics.balls import BallTracks, track_balls
@@ -196,12 +197,7 @@ def identity_kept(video: Tensor) -> dict[str, float]:
 
 def asked_directions(caption: str) -> dict[str, int]:
     """{colour: -1 (left) or +1 (right)} for each ball the caption sends to the left or the right."""
-    asked = {}
-    for phrase in re.split(r"\band\b(?= an? \w+ ball)", caption):
-        colour, side = re.search(r"\ban? (\w+) ball\b", phrase), re.search(r"\bto the (left|right)\b", phrase)
-        if colour and side:
-            asked[colour.group(1)] = -1 if side.group(1) == "left" else 1
-    return asked
+    return {colour: int(np.sign(x)) for colour, (x, _) in colour_directions(caption).items() if x}
 
 
 def direction_kept(video: Tensor, caption: str) -> float:
@@ -279,7 +275,8 @@ class Runner:
                                  identity_guidance=self.args.identity_guidance,
                                  direction_guidance=self.args.direction_guidance,
                                  keyframe_physics=self.args.keyframe_physics, retries=self.args.retries,
-                                 physics_guidance=self.args.physics_guidance))
+                                 physics_guidance=self.args.physics_guidance,
+                                 physics_start=self.args.physics_start if task == "animate" else None))
         self.seconds[task] = (time.perf_counter() - started) / len(captions)
         return torch.cat(out)
 
@@ -450,6 +447,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="re-samplings of a video that breaks its given frames' balls (default: the pipeline's)")
     parser.add_argument("--keyframe-physics", type=float, default=None,
                         help="share of the way onto physical paths through sparse keyframes (default: the pipeline's)")
+    parser.add_argument("--physics-start", type=float, default=None,
+                        help="animating: the time a simulated start is noised to, 0 = off (default: the model's)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tasks or ()) - set(TASKS))
     if unknown:
@@ -495,7 +494,8 @@ def run(args: argparse.Namespace) -> dict:
                      "identity_guidance": args.identity_guidance,  # None: the default (animating: the next)
                      "animate_identity_guidance": defaults.animate_identity_guidance,
                      "keyframe_physics": args.keyframe_physics, "retries": args.retries,  # None: the default
-                     "physics_guidance": args.physics_guidance},
+                     "physics_guidance": args.physics_guidance,
+                     "physics_start": defaults.physics_start if args.physics_start is None else args.physics_start},
         "machine": machine_info(pipe.device),
         "seconds_per_clip": {**runner.seconds, "total": (time.perf_counter() - started) / args.clips},
         "tasks": tasks,

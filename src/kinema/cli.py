@@ -509,6 +509,9 @@ def animate(
                                                  "--keyframe 15:b.png"),
     motion_strength: Optional[float] = typer.Option(None, "--motion-strength", help="how much moves: 0 = still, "
                                                     "1 = as the model makes it (the default), more exaggerates"),
+    physics_start: Optional[float] = typer.Option(None, "--physics-start", help="0..1: start from the image's balls "
+                                                  "run forward by the simulator, noised to this time (default: the "
+                                                  "model's, 0.6 for the shipped model; 0 = off)"),
     num_frames: Optional[int] = FRAMES, options: dict = None,
 ):
     """Animate an image, or join keyframes, into a video (the given frames come out unchanged)."""
@@ -520,7 +523,7 @@ def animate(
         if not path or not re.fullmatch(r"\s*-?\d+\s*", index):
             raise KinemaError(f"--keyframe must be INDEX:IMAGE, e.g. 0:a.png, got '{item}'")
         paths[int(index)] = Path(path)
-    _run_task(options, animate_inputs(_task_spec(options), paths, num_frames, motion_strength))
+    _run_task(options, animate_inputs(_task_spec(options), paths, num_frames, motion_strength, physics_start))
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from kinema.conditioning.motion_words import direction_from_prompt
 from kinema.control.trajectory import TrajectorySpec, load_trajectories
 from kinema.data.physics_balls import BALL_COLORS
 from kinema.errors import KinemaError
@@ -53,3 +54,16 @@ def prompt_colours(prompt: str) -> list[str | None]:
     foreground of any colour) when it names none."""
     named = [word for word in _words(prompt).split() if word in BALL_COLORS]
     return list(dict.fromkeys(named)) or [None]
+
+
+def colour_directions(prompt: str) -> dict[str, tuple[float, float]]:
+    """{colour: (x right, y down)} for each BALL_COLORS colour whose own clause of `prompt` (from its name to the next
+    colour's) holds direction words: "a blue ball bounces to the left and a green ball moves" -> {"blue": (-1, 0)}."""
+    words = _words(prompt).split()
+    starts = [i for i, word in enumerate(words) if word in BALL_COLORS]
+    directions = {}
+    for start, stop in zip(starts, [*starts[1:], len(words)]):
+        direction = direction_from_prompt(" ".join(words[start:stop]))
+        if direction != (0.0, 0.0):
+            directions.setdefault(words[start], direction)
+    return directions

@@ -21,9 +21,9 @@ import torch
 from scipy.optimize import least_squares
 from torch import Tensor
 
-from kinema.control.identity_energy import smallest_disc_area
 from kinema.control.physics_energy import move_objects, scaled_simulator
 from kinema.control.readout import TEMPERATURE, object_positions
+from kinema.control.simulated_start import seen_objects
 from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, simulate_trajectories
 
 GRID = 5  # starting velocities per axis, over +-1.5 times the fastest initial speed
@@ -80,23 +80,18 @@ def keyframe_paths(frames: Tensor, given: Tensor, simulator: BouncingBallsConfig
     simulator = scaled_simulator(simulator, indices[-1] - indices[0] + 1, width)
     names = list(BALL_COLORS)
     positions, mass = object_positions(frames[None, :, indices].double(), names, temperature)
-    positions, mass = positions[0].cpu().numpy(), mass[0].cpu().numpy()
-    smallest = smallest_disc_area(simulator, width) / 2  # half the smallest disc's mass
-    colours, radii, candidates = [], [], []
-    for k, name in enumerate(names):
-        radius = math.sqrt(mass[k].max() / math.pi)
-        if (mass[k] < smallest).any() or radius >= width / 2:
-            continue
+    seen, radii = seen_objects(mass[0], simulator, width)
+    positions = positions[0].cpu().numpy()
+    candidates = []
+    for k, radius in zip(seen, radii):
         start = np.clip(positions[k, 0], radius, width - radius)
         velocities = _through(start, positions[k, 1:], np.array(indices[1:]) - indices[0], radius, simulator)
         paths = np.full((len(velocities), length, 2), math.nan)
         for s, velocity in enumerate(velocities):
             paths[s, indices[0]: indices[-1] + 1] = simulate_trajectories(
                 start[None], velocity[None], np.array([radius]), simulator)[0][:, 0]
-        colours.append(name)
-        radii.append(radius)
         candidates.append(paths)
-    return KeyframePaths(colours, np.array(radii), candidates)
+    return KeyframePaths([names[k] for k in seen], radii, candidates)
 
 
 def nearest_paths(paths: KeyframePaths, positions: np.ndarray, mass: np.ndarray) -> np.ndarray:

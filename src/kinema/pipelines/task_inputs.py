@@ -33,8 +33,9 @@ def read_fitted(path: Path, spec: SamplingSpec, notes: list[str]):
 
 
 def animate_inputs(spec: SamplingSpec, images: dict[int, Path], num_frames: int | None = None,
-                   motion_strength: float | None = None) -> TaskInputs:
-    """Image animation or keyframes (chapter 11.3.2): each image at its frame index (negative: from the end)."""
+                   motion_strength: float | None = None, physics_start: float | None = None) -> TaskInputs:
+    """Image animation or keyframes (chapter 11.3.2): each image at its frame index (negative: from the end); one
+    image may start from its objects run forward by the simulator (`physics_start`, the pipeline's)."""
     if not images:
         raise KinemaError("animate needs an image, or --keyframe INDEX:IMAGE (repeatable)")
     if num_frames is not None and num_frames < 1:
@@ -42,7 +43,7 @@ def animate_inputs(spec: SamplingSpec, images: dict[int, Path], num_frames: int 
     notes = []
     frames = {index: read_fitted(path, spec, notes)[0][:, 0] for index, path in images.items()}
     known = animation(frames, spec.num_frames if num_frames is None else num_frames)
-    return TaskInputs(known, {"motion_strength": motion_strength}, None, notes)
+    return TaskInputs(known, {"motion_strength": motion_strength, "physics_start": physics_start}, None, notes)
 
 
 def predict_inputs(spec: SamplingSpec, clip: Path, frames: int | None = None, context: int | None = None

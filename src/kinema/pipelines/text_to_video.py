@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -23,13 +24,14 @@ from kinema.conditioning.motion_words import motion_from_prompts
 from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
 from kinema.config import Config
-from kinema.control.binding import bind_objects, prompt_colours
+from kinema.control.binding import bind_objects, colour_directions, prompt_colours
 from kinema.control.camera import camera_energy, camera_warped, parse_camera
 from kinema.control.direction import direction_energy
 from kinema.control.identity_check import consistency_faults, identity_faults
 from kinema.control.identity_energy import identity_energy, known_masses, named_colours, smallest_disc_area
 from kinema.control.keyframe_physics import onto_keyframe_paths, sparse_keyframe_paths
 from kinema.control.physics_energy import physics_energy, project_to_physics
+from kinema.control.simulated_start import simulated_start
 from kinema.control.speed_energy import speed_energy
 from kinema.control.trajectory import TrajectorySpec
 from kinema.control.trajectory_energy import trajectory_energy
@@ -73,6 +75,17 @@ def _at_least(name: str, value, minimum: float, strict: bool = False):
     """`value` when it is >= `minimum` (> with `strict`), else a one-line error naming the option."""
     if value < minimum or (strict and value == minimum):
         raise KinemaError(f"{name} must be {'greater than' if strict else 'at least'} {minimum}, got {value}")
+    return value
+
+
+def _start_time(name: str, kind: str, value: float | None, default: float, applies: bool, needs: str) -> float:
+    """The noise time in [0, 1) of a start made in a first step (`value`, else the model's `default`; 0 is off); a
+    `value` > 0 given where it cannot apply is a one-line error: `name` `needs`."""
+    if value is not None and value > 0 and not applies:
+        raise KinemaError(f"{name} {needs}")
+    value = default if value is None else value
+    if not 0 <= value < 1:
+        raise KinemaError(f"{name} must be in [0, 1) (the time a {kind} start is noised to; 0 is off), got {value}")
     return value
 
 
@@ -355,7 +368,8 @@ class TextToVideoPipeline:
                  physics_projection: float = 0.0, camera: str | Tensor | None = None,
                  camera_guidance: float | None = None, camera_warp: float | None = None,
                  identity_guidance: float | None = None, keyframe_physics: float | None = None,
-                 retries: int | None = None, speed_guidance: float | None = None) -> Tensor:
+                 retries: int | None = None, speed_guidance: float | None = None,
+                 physics_start: float | None = None) -> Tensor:
         """Generate one video per prompt (of class `labels`: one for all, or one per prompt); options left None take
         the model's sampling spec, and 0 is an error, never a default. `time_grid` spaces the sampler's times
         (uniform | trailing | karras | shifted, kinema.diffusion.time_grids).
@@ -375,7 +389,11 @@ class TextToVideoPipeline:
         again with fresh noise up to `retries` times, keeping each video's attempt with the fewest such frames
         (kinema.diffusion.rejection; default 2); so is a video made from one text per video alone whose frames
         disagree on their balls or show other ball colours than the text names (`consistency_faults`), unless the
-        camera moves (objects then leave and enter the view by design).
+        camera moves (objects then leave and enter the view by design). `physics_start` in [0, 1) (default: the
+        model's `sample.physics_start`; 0 is off), animating one given frame per video, starts sampling from that
+        frame's objects run forward and back by the simulator, each along the direction its clause of the prompt asks
+        (kinema.control.simulated_start; a new draw of velocities for each retry), noised to time `physics_start`, as
+        an edit is (PhysGen, Liu et al. 2024).
         `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1 samples afresh; with
         `source_prompt` (what the video shows, one for all or one per video; "" for none) it starts from the video's
         DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
@@ -460,15 +478,17 @@ class TextToVideoPipeline:
                                   f"{list(camera.shape)}")
         camera_guidance = _at_least("camera guidance", (0.0 if camera is None or "camera" in self.model.controls
                                                          else 1.0) if camera_guidance is None else camera_guidance, 0)
-        if camera_warp is not None and camera_warp > 0 and (camera is None or init_video is not None
-                                                            or known is not None):
-            raise KinemaError("camera warp starts from a first video carried along a camera move: give camera, and "
-                              "no init_video or known pixels")
-        camera_warp = defaults.camera_warp if camera_warp is None else camera_warp
-        if not 0 <= camera_warp < 1:
-            raise KinemaError(f"camera warp must be in [0, 1) (the time a warped start is noised to; 0 is off), got "
-                              f"{camera_warp}")
+        camera_warp = _start_time("camera warp", "warped", camera_warp, defaults.camera_warp,
+                                  camera is not None and init_video is None and known is None,
+                                  "starts from a first video carried along a camera move: give camera, and no "
+                                  "init_video or known pixels")
         warping = camera is not None and camera_warp > 0 and init_video is None and known is None
+        physics_start = _start_time("physics start", "simulated", physics_start, defaults.physics_start,
+                                    known is not None and init_video is None, "runs the objects of a given frame "
+                                    "forward: give known pixels (an image to animate), and no init_video")
+        if physics_start > 0 and spec.channels != 3:
+            raise KinemaError(f"physics start reads coloured objects: this model makes {spec.channels}-channel videos")
+        simulating = animating and physics_start > 0 and init_video is None
         controls = self._drawn_controls(controls, prompts, trajectory, camera, height, width)
         if camera is not None:  # a model with camera knobs reads the move's mean as well
             attributes = {**camera_knobs(self.model.attributes, camera), **(attributes or {})}
@@ -523,8 +543,17 @@ class TextToVideoPipeline:
             controls=motion_controls)
         time_grid = defaults.time_grid if time_grid is None else time_grid
 
-        def sample(attempt: int, start: Tensor | None = init_video, start_time: float = strength,
+        def opening(attempt: int) -> tuple[Tensor | None, float]:
+            """The video sampling starts from (None: noise) and its time: the given one, or a simulated start."""
+            if not simulating:
+                return init_video, strength
+            start = self.simulated_starts(given, plan, attempt_seed(seed, attempt)).to(self.device)
+            return (start if self.latents is None else self.latents.encode(start)), physics_start
+
+        def sample(attempt: int, start: Tensor | None = None, start_time: float | None = None,
                    desc: str | None = None) -> Tensor:
+            if start is None:
+                start, start_time = opening(attempt)
             generator = torch.Generator(self.device).manual_seed(attempt_seed(seed, attempt))
             noise = torch.randn(shape, generator=generator, device=self.device)
             x, times = self.start(noise, steps, time_grid, known, start, start_time, inverting)
@@ -551,6 +580,18 @@ class TextToVideoPipeline:
         else:  # pixels given in part, an edit, time-anchored prompts or a moving camera (objects change by design)
             return sample(0).cpu()
         return fewest_faults(sample, faults, retries).cpu()
+
+    def simulated_starts(self, known: KnownPixels, plan: PromptPlan, seed: int) -> Tensor:
+        """[B, C, T, H, W]: the objects of each video's one whole given frame run forward and back by the simulator
+        in copies of it, each along the direction its clause of the prompt asks (kinema.control.simulated_start)."""
+        frames = known.video.shape[2]
+        starts = []
+        for b, (text, given) in enumerate(zip(map(" ".join, zip(*plan.texts)), known.whole_frames)):
+            index = int(given.nonzero()[0, 0])
+            rng = np.random.default_rng([seed, b])
+            starts.append(simulated_start(known.video[b, :, index], index, frames, self.simulator,
+                                          colour_directions(text), rng))
+        return torch.stack(starts)
 
     def pixels_of(self, sampled: Tensor, given: KnownPixels | None = None) -> Tensor:
         """The videos a sampler returned, in pixels: a latent model's decoded with the `given` pixels put back
