@@ -495,7 +495,8 @@ def run(args: argparse.Namespace) -> dict:
                      "animate_identity_guidance": defaults.animate_identity_guidance,
                      "keyframe_physics": args.keyframe_physics, "retries": args.retries,  # None: the default
                      "physics_guidance": args.physics_guidance,
-                     "physics_start": defaults.physics_start if args.physics_start is None else args.physics_start},
+                     "physics_start": defaults.animate_physics_start if args.physics_start is None
+                     else args.physics_start},
         "machine": machine_info(pipe.device),
         "seconds_per_clip": {**runner.seconds, "total": (time.perf_counter() - started) / args.clips},
         "tasks": tasks,

@@ -2,8 +2,9 @@
 
 Prompts: the captions (without direction words) of held-out physics-balls clips (benchmarks/trajectory_guidance.py's
 `held_out_clips`, dataset seed `--seed`, never trained on). Each prompt is sampled unguided and with
-`physics_guidance=W` for every W of `--weights`, and with `physics_projection=1` (same seeds, the model's default
-sampler and steps); the held-out clips themselves are the reference. Every video is tracked (kinema.metrics.balls)
+`physics_guidance=W` for every W of `--weights`, with `physics_projection=1`, and from a physics start at each time
+of `--starts` (kinema.control.simulated_start), alone and with projection (same seeds, the model's default sampler
+and steps); the held-out clips themselves are the reference. Every video is tracked (kinema.metrics.balls)
 and scored by kinema.metrics.physics with the simulator's gravity fixed (px/frame^2):
 
 | column | what it measures |
@@ -61,7 +62,10 @@ def run(args: argparse.Namespace) -> dict:
     gravity = simulator_gravity(pipe.config.data, pipe.spec.width)
     rows = {"simulator clips": summary(torch.stack([c.video for c in clips]), gravity, None)}
     settings = {"unguided": {}, **{f"physics guidance {w:g}": {"physics_guidance": w} for w in args.weights},
-                "projection 1": {"physics_projection": 1.0}}
+                "projection 1": {"physics_projection": 1.0},
+                **{f"physics start {s:g}": {"physics_start": s} for s in args.starts},
+                **{f"physics start {s:g}, projection 1": {"physics_start": s, "physics_projection": 1.0}
+                   for s in args.starts}}
     for name, options in settings.items():
         videos, start = [], time.perf_counter()
         for i, clip in enumerate(clips):
@@ -86,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--videos", type=int, default=8, help="held-out prompts (one video each per setting)")
     parser.add_argument("--weights", type=lambda s: [float(w) for w in s.split(",") if w], default=[1.0, 5.0, 20.0],
                         help="physics guidance weights, comma-separated (\"\" for none)")
+    parser.add_argument("--starts", type=lambda s: [float(v) for v in s.split(",") if v], default=[0.4],
+                        help="physics start times, comma-separated (\"\" for none): a first video's frame-0 balls run "
+                        "by the simulator, noised to this time and denoised again")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="dataset seed of the held-out clips")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "physics_guidance.json")
     return parser.parse_args(argv)

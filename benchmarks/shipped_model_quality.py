@@ -14,6 +14,7 @@ plus seconds per generated video. Run:
     python benchmarks/shipped_model_quality.py --direction-guidance 0 1 2 4       # steer by the prompt's motion words
     python benchmarks/shipped_model_quality.py --identity-guidance 0 10 --seeds 2  # keep each ball's count and colour
     python benchmarks/shipped_model_quality.py --retries 0 2         # draw again videos whose frames disagree
+    python benchmarks/shipped_model_quality.py --physics-start 0 0.4  # start from frame 0's balls, simulated
 """
 
 from __future__ import annotations
@@ -92,13 +93,13 @@ def simulator_roughness(like: TextToVideoPipeline, clips: int, frames: int | Non
 def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: str, seeds: int,
              suite: list[dict] | None = None, direction_guidance: float | None = None,
              identity_guidance: float | None = None, retries: int | None = None,
-             reference_roughness: float = float("nan")) -> dict:
+             reference_roughness: float = float("nan"), physics_start: float | None = None) -> dict:
     rows, seconds = [], []
     for want in suite or prompt_suite():
         started = time.perf_counter()
         videos = pipe([want["prompt"]] * seeds, guidance=guidance, steps=steps, sampler=sampler, seed=0,
                       direction_guidance=direction_guidance, identity_guidance=identity_guidance, retries=retries,
-                      progress=False)
+                      physics_start=physics_start, progress=False)
         seconds.append((time.perf_counter() - started) / seeds)
         rows += [{"family": family_of(want), **score_video(v, want)} for v in videos]
 
@@ -108,8 +109,10 @@ def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: st
 
     direction_guidance = pipe.spec.defaults.direction_guidance if direction_guidance is None else direction_guidance
     identity_guidance = pipe.spec.defaults.identity_guidance if identity_guidance is None else identity_guidance
+    physics_start = pipe.spec.defaults.physics_start if physics_start is None else physics_start
     return {"guidance": guidance, "direction_guidance": direction_guidance,
             "identity_guidance": identity_guidance, "retries": RETRIES if retries is None else retries,
+            "physics_start": physics_start,
             "steps": steps, "sampler": sampler, "videos": len(rows),
             "colour_accuracy": mean("colour_ok"), "two_ball_count_accuracy": mean("count_ok", "count"),
             "one_ball_count_accuracy": mean("count_ok", "colour"), "direction_accuracy": mean("direction_ok"),
@@ -127,6 +130,9 @@ def main() -> None:
     parser.add_argument("--identity-guidance", type=float, nargs="+", default=[None])
     parser.add_argument("--retries", type=int, nargs="+", default=[None],
                         help="fresh draws for videos whose frames disagree on their balls (default: the pipeline's)")
+    parser.add_argument("--physics-start", type=float, nargs="+", default=[None],
+                        help="start from a first video's balls run by the simulator, noised to this time (0 = off; "
+                        "default: the model's)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--sampler", default=None)
     parser.add_argument("--seeds", type=int, default=4, help="videos per prompt")
@@ -137,9 +143,9 @@ def main() -> None:
     reference = simulator_roughness(pipe, len(prompt_suite()) * args.seeds)
     results = [evaluate(pipe, defaults.guidance if g is None else g, args.steps or defaults.steps,
                         args.sampler or defaults.sampler, args.seeds, direction_guidance=d, identity_guidance=i,
-                        retries=r, reference_roughness=reference)
+                        retries=r, reference_roughness=reference, physics_start=p)
                for g in args.guidance for d in args.direction_guidance for i in args.identity_guidance
-               for r in args.retries]
+               for r in args.retries for p in args.physics_start]
     keys = [k for k in results[0] if k not in ("sampler", "videos")]
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))

@@ -152,3 +152,15 @@ def test_wrong_shapes_raise_kinema_error():
         ball_scores(torch.zeros(3, 4, 8, 8))
     with pytest.raises(KinemaError, match="3, T, H, W"):
         track_balls(torch.zeros(1, 4, 8, 8))
+
+
+def test_two_balls_that_meet_between_frames_are_a_contact_not_a_gravity_misfit():
+    """A fast ball stops a third of the way into a frame against a resting one, which leaves at its speed: at the
+    next frame they are 4 px apart, beyond the stopped ball's own step plus a pixel but within the other's step."""
+    config = BouncingBallsConfig(num_frames=6, size=48, max_balls=2)
+    clip = clip_from_state(config, np.array([[6.0, 24.0], [20.0, 24.0]]), np.array([[48.0, 0.0], [0.0, 0.0]]),
+                           np.array([3.0, 3.0]), ["red", "blue"], np.random.default_rng(0))
+    gap = np.linalg.norm(clip.positions[2, 0] - clip.positions[2, 1]).item() - 6
+    assert 3 < gap < 5  # the setting: met between frames 1 and 2
+    scores = ball_scores(clip.video[None]).scores
+    assert scores["gravity_residual"].item() < 0.3 and scores["physics_plausibility"].item() > 0.9, scores

@@ -15,6 +15,7 @@ from kinema.models.pretrained import load_pretrained
 from kinema.models.sampling_spec import read_sampling_spec
 from kinema.pipelines.known import KnownPixels
 from kinema.control.trajectory import TrajectorySpec
+from kinema.control.physics_energy import simulator_gravity
 from kinema.metrics.physics import ball_scores
 from kinema.pipelines.text_to_video import (SHIPPED_CAMERA_MODEL, SHIPPED_CONTROL_MODEL, SHIPPED_FRAMES_MODEL,
                                             SHIPPED_LATENT_MODEL, SHIPPED_MODEL, TextToVideoPipeline)
@@ -100,6 +101,17 @@ def test_one_ball_keeps_its_count_and_colour_in_every_frame(generate):
     assert np.mean([s["color_constancy"] for s in scores]) >= 0.9, scores
 
 
+def test_a_physics_start_keeps_every_ball_and_moves_it_as_the_simulator_would(pipe):
+    """Two-ball prompts from a first video's frame-0 balls run by the simulator (physics_start=0.2): every ball is
+    followed through every frame in one colour, and nearly every frame triple is gravity or a contact."""
+    prompts = ["a red ball and a blue ball bounce", "a green ball and a yellow ball bounce",
+               "a white ball and a magenta ball bounce", "a cyan ball and an orange ball bounce"]
+    videos = pipe(prompts, seed=0, physics_start=0.2, progress=False)
+    scores = ball_scores(videos, gravity=simulator_gravity(pipe.config.data, pipe.spec.width)).scores
+    assert (scores["identity_persistence"] == 1).all(), scores
+    assert scores["physics_plausibility"].min() >= 0.9, scores
+
+
 @pytest.fixture(scope="module")
 def frames_pipe(text_encoder):
     return TextToVideoPipeline.from_pretrained(text_encoder=text_encoder, frames=True)
@@ -136,7 +148,7 @@ def test_shipped_frames_model_animates_an_image_from_its_balls_run_forward_and_k
     and two more: from frame 0 alone, every ball keeps its count and colour in every frame, as in the real clips."""
     data = BouncingBalls(frames_pipe.config.data, length=12, seed=7)
     clips = [data.clip(i) for i in (0, 11, 1, 7)]
-    assert frames_pipe.spec.defaults.physics_start == 0.6
+    assert frames_pipe.spec.defaults.animate_physics_start == 0.6
     mask = torch.zeros(len(clips), 1, 8, 32, 32, dtype=torch.bool)
     mask[:, :, 0] = True
     known = KnownPixels(torch.stack([clip.video for clip in clips]), mask)
@@ -180,6 +192,7 @@ def test_shipped_latent_model_makes_64x64_videos_of_17_frames_in_under_25_mb():
     _, config, metadata = load_pretrained(SHIPPED_LATENT_MODEL)
     spec = read_sampling_spec(config, metadata)
     assert (spec.num_frames, spec.height, spec.width, spec.channels) == (17, 64, 64, 3) and spec.autoencoder
+    assert spec.defaults.physics_start == 0.4  # its videos start from a first video's balls, simulated
     assert config.model.attention == ("temporal", "joint", "joint")  # space-time attention from the 8x8 latents
     assert metadata["step"] >= 5000 and config.train.init_from.endswith("pretrained/balls_latent")
 

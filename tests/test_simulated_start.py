@@ -1,7 +1,7 @@
 """Simulated starts for image animation (kinema.control.simulated_start and the pipeline's `physics_start`): the
 given frame's balls are moved along the simulator's paths, forward and back from the given frame, along the ways
-the prompt's clauses ask; the pipeline starts an animation from that video noised to `physics_start`, with a new
-draw for each retry, and nowhere else."""
+the prompt's clauses ask; the pipeline starts an animation (or, given no frame, a video from a first video's frame 0)
+from that video noised to `physics_start`, with a new draw for each retry, and nowhere else."""
 
 import dataclasses
 
@@ -25,7 +25,7 @@ from kinema.errors import KinemaError
 from kinema.models.pretrained import save_pretrained
 from kinema.models.registry import build_model
 from kinema.pipelines.known import KnownPixels
-from kinema.pipelines.text_to_video import TextToVideoPipeline
+from kinema.pipelines.text_to_video import TextToVideoPipeline, first_frames
 
 CONFIG = BouncingBallsConfig(min_balls=2, max_balls=2)
 OPTIONS = dict(num_frames=8, height=32, width=32, steps=4, sampler="ddim", guidance=1.0, progress=False,
@@ -148,22 +148,41 @@ def test_a_retry_draws_a_new_simulated_start(pipe, monkeypatch):
     assert (start - pipe.simulated_starts(known, plan_prompts([prompt], 8, 4), seed=0)).abs().max() > 0.5
 
 
-def test_the_models_default_applies_to_one_given_frame_only(pipe, monkeypatch):
+def test_without_a_given_frame_it_simulates_a_first_videos_frame_0(pipe):
+    prompt = "a red ball moves to the left"
+    first = pipe(prompt, retries=0, **OPTIONS)
+    start = pipe.simulated_starts(first_frames(first), plan_prompts([prompt], 8, 4), seed=0)
+    made = pipe(prompt, physics_start=0.5, retries=0, **OPTIONS)
+    torch.testing.assert_close(made, pipe(prompt, init_video=start, strength=0.5, retries=0, **OPTIONS), atol=1e-5,
+                               rtol=0)
+    assert (made - first).abs().max() > 0.1
+
+
+def test_the_models_defaults_apply_to_animation_and_generation_each(pipe, monkeypatch):
     frame = two_balls()
-    monkeypatch.setattr(pipe.spec, "defaults", dataclasses.replace(pipe.spec.defaults, physics_start=0.5))
     one, two = known_first(frame), KnownPixels.frames({0: frame, 7: frame}, 8)
-    torch.testing.assert_close(pipe("", known=one, retries=0, **OPTIONS),
-                               pipe("", known=one, physics_start=0.5, retries=0, **OPTIONS))
-    torch.testing.assert_close(pipe("", known=two, retries=0, **OPTIONS),
-                               pipe("", known=two, physics_start=0.0, retries=0, **OPTIONS))
+    animated, generated = (pipe("", known=one, physics_start=0.5, retries=0, **OPTIONS),
+                           pipe("", physics_start=0.3, retries=0, **OPTIONS))
+    defaults = pipe.spec.defaults
+    monkeypatch.setattr(pipe.spec, "defaults", dataclasses.replace(defaults, animate_physics_start=0.5))
+    torch.testing.assert_close(pipe("", known=one, retries=0, **OPTIONS), animated)
     torch.testing.assert_close(pipe("", retries=0, **OPTIONS), pipe("", physics_start=0.0, retries=0, **OPTIONS))
+    monkeypatch.setattr(pipe.spec, "defaults", dataclasses.replace(defaults, physics_start=0.3))
+    torch.testing.assert_close(pipe("", retries=0, **OPTIONS), generated)
+    torch.testing.assert_close(pipe("", known=one, retries=0, **OPTIONS),
+                               pipe("", known=one, physics_start=0.0, retries=0, **OPTIONS))
+    # two given frames, or time-anchored phrases, move their objects as given: no simulated start
+    torch.testing.assert_close(pipe("", known=two, physics_start=0.5, retries=0, **OPTIONS),
+                               pipe("", known=two, physics_start=0.0, retries=0, **OPTIONS))
+    anchored = [(0, "a red ball"), (4, "a blue ball")]
+    torch.testing.assert_close(pipe([anchored], retries=0, **OPTIONS), pipe([anchored], physics_start=0.0, **OPTIONS))
 
 
-def test_physics_start_without_a_given_frame_or_out_of_range_is_a_one_line_error(pipe):
+def test_physics_start_with_an_edit_a_camera_or_out_of_range_is_a_one_line_error(pipe):
     frame = two_balls()
     still = frame[:, None].expand(-1, 8, -1, -1)[None]
-    bad = (({"physics_start": 0.5}, "give known pixels"),
-           ({"physics_start": 0.5, "known": known_first(frame), "init_video": still, "strength": 0.5}, "no init_video"),
+    bad = (({"physics_start": 0.5, "init_video": still, "strength": 0.5}, "no init_video or camera"),
+           ({"physics_start": 0.5, "camera": "pan-left:1"}, "no init_video or camera"),
            ({"physics_start": 1.0, "known": known_first(frame)}, r"in \[0, 1\)"))
     for options, match in bad:
         with pytest.raises(KinemaError, match=match):

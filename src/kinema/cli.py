@@ -274,6 +274,9 @@ def generate(
     speed_guidance: Optional[float] = typer.Option(None, "--speed-guidance", help="how hard guidance pulls the "
                                                    "objects' mean speed toward --speed (default 30 with --speed, "
                                                    "0 = off)"),
+    physics_start: Optional[float] = typer.Option(None, "--physics-start", help="0..1: start from a first video's "
+                                                  "frame-0 balls run forward by the simulator, noised to this time, "
+                                                  "and denoise it again (default: the model's; 0 = off)"),
 ):
     """Generate a video from a text prompt (the shipped model unless --checkpoint); longer ones window by window.
 
@@ -290,7 +293,8 @@ def generate(
             num_frames > _model_spec(checkpoint, controls="trajectory" in steering).num_frames:
         raise KinemaError("--trajectory, --camera, physics and speed guidance steer one window of the model's "
                           "frames: leave out --num-frames or give at most the model's")
-    for name, value in (("identity_guidance", identity_guidance), ("retries", retries)):
+    for name, value in (("identity_guidance", identity_guidance), ("retries", retries),
+                        ("physics_start", physics_start)):
         if value is not None:
             steering[name] = value
     _generate(checkpoint, [spec], output, format, sheet, scale, fps, device, long,

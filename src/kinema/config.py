@@ -131,8 +131,9 @@ class SampleConfig:
     animate_identity_guidance: float = at_least(0, 0.0)  # the same animating one given frame, toward its objects
     camera_warp: float = _checked(0.0, "in [0, 1)", lambda v: 0 <= v < 1)  # 0 = off; else a camera move starts
     # from frame 0 warped along it, noised to this time (kinema.control.camera.camera_warped)
-    physics_start: float = _checked(0.0, "in [0, 1)", lambda v: 0 <= v < 1)  # 0 = off; else animating one given
-    # frame starts from its objects run forward by the simulator, noised to this time (kinema.control.simulated_start)
+    physics_start: float = _checked(0.0, "in [0, 1)", lambda v: 0 <= v < 1)  # 0 = off; else a video starts from a
+    # first video's frame-0 objects run forward by the simulator, noised to this time (kinema.control.simulated_start)
+    animate_physics_start: float = _checked(0.0, "in [0, 1)", lambda v: 0 <= v < 1)  # the same animating one frame
     fps: float = above(0, 8.0)
     prompts: list[str] = non_empty(lambda: ["a red ball bounces to the left", "a green ball and a blue ball bounce"])
 

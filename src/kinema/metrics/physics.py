@@ -13,7 +13,8 @@ each three frames t-1, t, t+1 of a track give the acceleration a = p(t+1) - 2 p(
 Gravity g (px/frame^2, down) is the given value, else the median vertical acceleration away from
 walls and other balls. A triple is plausible when a - (0, g) is within `tolerance`, or when it is a
 contact: the excess lies (within `tolerance` plus `slack` of its size, allowing friction) in the cone
-of push directions of the walls and balls within reach (a ball's radius plus its step plus one pixel).
+of push directions of the walls and balls within reach (a ball's radius plus its step plus one pixel; for
+another ball, plus that ball's step too, since two balls can meet between frames and part before the next one).
 - `physics_plausibility`: plausible triples over all triples plus track breaks (balls that appear
   or vanish mid-clip; simulated balls never leave the box);
 - `gravity`: the g used; `gravity_residual`: RMS of |a - (0, g)| over free-flight triples (a
@@ -86,8 +87,9 @@ def identity_scores(tracks: BallTracks) -> dict[str, float]:
     }
 
 
-def _push_directions(tracks: BallTracks, k: int, t: int, reach: float) -> list[np.ndarray]:
-    """Unit directions in which the walls and balls within `reach` of ball k at frame t can push it."""
+def _push_directions(tracks: BallTracks, k: int, t: int, reach: float, steps: np.ndarray) -> list[np.ndarray]:
+    """Unit directions in which the walls and balls within `reach` of ball k at frame t can push it (another ball
+    j: within `reach` plus its own step `steps` [K, T] px at t)."""
     height, width = tracks.size
     (x, y), r = tracks.centres[k, t], tracks.radii[k, t]
     walls = [(x - r, (1.0, 0.0)), (width - x - r, (-1.0, 0.0)), (y - r, (0.0, 1.0)), (height - y - r, (0.0, -1.0))]
@@ -95,7 +97,7 @@ def _push_directions(tracks: BallTracks, k: int, t: int, reach: float) -> list[n
     for j in np.flatnonzero(tracks.present[:, t]):
         offset = tracks.centres[k, t] - tracks.centres[j, t]
         distance = float(np.linalg.norm(offset))
-        if j != k and distance > 1e-9 and distance - r - tracks.radii[j, t] <= reach:
+        if j != k and distance > 1e-9 and distance - r - tracks.radii[j, t] <= reach + steps[j, t]:
             directions.append(offset / distance)
     return directions
 
@@ -111,10 +113,12 @@ def physics_scores(tracks: BallTracks, gravity: float | None = None, tolerance: 
                 triples.append((k, t, p[t + 1] - 2 * p[t] + p[t - 1], p[t] - p[t - 1], p[t + 1] - p[t]))
     present = tracks.present
     breaks = int((present[:, 1:] & ~present[:, :-1]).sum() + (present[:, :-1] & ~present[:, 1:]).sum())
+    step = np.nan_to_num(np.linalg.norm(np.diff(tracks.centres, axis=1), axis=-1))  # [K, T-1] px
+    steps = np.maximum(np.pad(step, ((0, 0), (1, 0))), np.pad(step, ((0, 0), (0, 1))))  # larger of before / after
     contacts = []
     for k, t, _, before, after in triples:
         reach = max(np.linalg.norm(before), np.linalg.norm(after)) + 1.0
-        contacts.append(_push_directions(tracks, k, t, reach))
+        contacts.append(_push_directions(tracks, k, t, reach, steps))
     free_y = [a[1] for (_, _, a, _, _), directions in zip(triples, contacts) if not directions]
     if gravity is None:
         gravity = float(np.median(free_y)) if free_y else (float(np.median([a[1] for _, _, a, _, _ in triples]))

@@ -89,6 +89,13 @@ def _start_time(name: str, kind: str, value: float | None, default: float, appli
     return value
 
 
+def first_frames(videos: Tensor) -> KnownPixels:
+    """Frame 0 of each of `videos` [B, C, T, H, W], given whole."""
+    mask = torch.zeros(videos.shape[0], 1, *videos.shape[2:], dtype=torch.bool, device=videos.device)
+    mask[:, :, 0] = True
+    return KnownPixels(videos, mask)
+
+
 def _per_video(energies: list[Callable[[Tensor], Tensor]]) -> Callable[[Tensor], Tensor]:
     """One energy `E(video) -> [B]` from one energy per video of the batch."""
     return lambda video: torch.cat([energy(video[b:b + 1]) for b, energy in enumerate(energies)])
@@ -390,10 +397,12 @@ class TextToVideoPipeline:
         (kinema.diffusion.rejection; default 2); so is a video made from one text per video alone whose frames
         disagree on their balls or show other ball colours than the text names (`consistency_faults`), unless the
         camera moves (objects then leave and enter the view by design). `physics_start` in [0, 1) (default: the
-        model's `sample.physics_start`; 0 is off), animating one given frame per video, starts sampling from that
-        frame's objects run forward and back by the simulator, each along the direction its clause of the prompt asks
+        model's `sample.animate_physics_start` animating one given frame per video, else `sample.physics_start`; 0 is
+        off) starts sampling from the objects of that frame, or of a first video's frame 0 made from the text alone,
+        run forward and back by the simulator, each along the direction its clause of the prompt asks
         (kinema.control.simulated_start; a new draw of velocities for each retry), noised to time `physics_start`, as
-        an edit is (PhysGen, Liu et al. 2024).
+        an edit is (PhysGen, Liu et al. 2024); not with a camera move, an edit, time-anchored prompts or other given
+        pixels (objects there move as given).
         `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1 samples afresh; with
         `source_prompt` (what the video shows, one for all or one per video; "" for none) it starts from the video's
         DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
@@ -483,12 +492,12 @@ class TextToVideoPipeline:
                                   "starts from a first video carried along a camera move: give camera, and no "
                                   "init_video or known pixels")
         warping = camera is not None and camera_warp > 0 and init_video is None and known is None
-        physics_start = _start_time("physics start", "simulated", physics_start, defaults.physics_start,
-                                    known is not None and init_video is None, "runs the objects of a given frame "
-                                    "forward: give known pixels (an image to animate), and no init_video")
+        physics_start = _start_time("physics start", "simulated", physics_start, defaults.animate_physics_start
+                                    if animating else defaults.physics_start, init_video is None and camera is None,
+                                    "runs the objects of a frame forward: give no init_video or camera")
         if physics_start > 0 and spec.channels != 3:
             raise KinemaError(f"physics start reads coloured objects: this model makes {spec.channels}-channel videos")
-        simulating = animating and physics_start > 0 and init_video is None
+        simulating = physics_start > 0 and init_video is None and camera is None and (animating or known is None)
         controls = self._drawn_controls(controls, prompts, trajectory, camera, height, width)
         if camera is not None:  # a model with camera knobs reads the move's mean as well
             attributes = {**camera_knobs(self.model.attributes, camera), **(attributes or {})}
@@ -543,17 +552,16 @@ class TextToVideoPipeline:
             controls=motion_controls)
         time_grid = defaults.time_grid if time_grid is None else time_grid
 
-        def opening(attempt: int) -> tuple[Tensor | None, float]:
-            """The video sampling starts from (None: noise) and its time: the given one, or a simulated start."""
-            if not simulating:
-                return init_video, strength
-            start = self.simulated_starts(given, plan, attempt_seed(seed, attempt)).to(self.device)
-            return (start if self.latents is None else self.latents.encode(start)), physics_start
+        simulating = simulating and not plan.anchored  # anchored phrases change the objects by design
 
         def sample(attempt: int, start: Tensor | None = None, start_time: float | None = None,
-                   desc: str | None = None) -> Tensor:
-            if start is None:
-                start, start_time = opening(attempt)
+                   desc: str | None = None, simulate: bool = simulating) -> Tensor:
+            if start is None and simulate:  # the given frame's objects, or a first video's frame 0's, simulated
+                frame = given if given is not None else first_frames(sample(attempt, simulate=False))
+                start = self.simulated_starts(frame, plan, attempt_seed(seed, attempt)).to(self.device)
+                start, start_time = (start if self.latents is None else self.latents.encode(start)), physics_start
+                desc = desc or "sampling from the simulated start" + (f" again ({attempt})" if attempt else "")
+            start, start_time = (init_video, strength) if start is None else (start, start_time)
             generator = torch.Generator(self.device).manual_seed(attempt_seed(seed, attempt))
             noise = torch.randn(shape, generator=generator, device=self.device)
             x, times = self.start(noise, steps, time_grid, known, start, start_time, inverting)
