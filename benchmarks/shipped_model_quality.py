@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from kinema.data.physics_balls import simulate_balls
-from kinema.diffusion.rejection import RETRIES
 from kinema.metrics.balls import track_balls
 from kinema.metrics.physics import identity_scores, physics_scores
 from kinema.pipelines.text_to_video import TextToVideoPipeline
@@ -111,7 +110,8 @@ def evaluate(pipe: TextToVideoPipeline, guidance: float, steps: int, sampler: st
     identity_guidance = pipe.spec.defaults.identity_guidance if identity_guidance is None else identity_guidance
     physics_start = pipe.spec.defaults.physics_start if physics_start is None else physics_start
     return {"guidance": guidance, "direction_guidance": direction_guidance,
-            "identity_guidance": identity_guidance, "retries": RETRIES if retries is None else retries,
+            "identity_guidance": identity_guidance,
+            "retries": pipe.spec.defaults.retries if retries is None else retries,
             "physics_start": physics_start,
             "steps": steps, "sampler": sampler, "videos": len(rows),
             "colour_accuracy": mean("colour_ok"), "two_ball_count_accuracy": mean("count_ok", "count"),

@@ -203,7 +203,7 @@ def test_the_simulator_scores_as_smooth_as_itself_in_the_shipped_model_benchmark
         def __init__(self, jitter: bool):
             self.config = SimpleNamespace(data=config)
             self.spec = SimpleNamespace(defaults=SimpleNamespace(direction_guidance=0.0, identity_guidance=0.0,
-                                                                 physics_start=0.0))
+                                                                 physics_start=0.0, retries=0))
             self.made, self.jitter = iter(clips), jitter
 
         def __call__(self, prompts, **options):

@@ -182,6 +182,24 @@ def test_the_pipeline_samples_a_failing_video_again_with_the_next_attempts_noise
         pipe("", known=known_first(clip), retries=-1, **OPTIONS)
 
 
+def test_the_models_spec_sets_how_many_times_a_failing_video_is_drawn_again(pipe, monkeypatch):
+    import dataclasses
+
+    import kinema.pipelines.text_to_video as t2v
+
+    checks = []
+    monkeypatch.setattr(t2v, "consistency_faults", lambda video, **_: checks.append(1) or torch.tensor([1]))
+    pipe("", **OPTIONS)
+    assert len(checks) == 3  # a spec without `retries`: 2 re-draws
+    monkeypatch.setattr(pipe.spec, "defaults", dataclasses.replace(pipe.spec.defaults, retries=5))
+    checks.clear()
+    pipe("", **OPTIONS)
+    assert len(checks) == 6
+    checks.clear()
+    pipe("", retries=1, **OPTIONS)
+    assert len(checks) == 2  # given, it wins
+
+
 def test_a_video_from_text_alone_whose_frames_disagree_is_sampled_again(pipe, monkeypatch):
     import kinema.pipelines.text_to_video as t2v
 

@@ -193,6 +193,7 @@ def test_shipped_latent_model_makes_64x64_videos_of_17_frames_in_under_25_mb():
     spec = read_sampling_spec(config, metadata)
     assert (spec.num_frames, spec.height, spec.width, spec.channels) == (17, 64, 64, 3) and spec.autoencoder
     assert spec.defaults.physics_start == 0.4  # its videos start from a first video's balls, simulated
+    assert spec.defaults.retries == 8  # and a video whose balls break is drawn again up to 8 times
     assert config.model.attention == ("temporal", "joint", "joint")  # space-time attention from the 8x8 latents
     assert metadata["step"] >= 5000 and config.train.init_from.endswith("pretrained/balls_latent")
 

@@ -228,7 +228,8 @@ IDENTITY = typer.Option(None, "--identity-guidance", help="keep each ball's coun
 RETRIES = typer.Option(None, "--retries", help="sample again, up to this many times, a video whose made frames "
                        "lose, add, resize or recolour a ball (of the given frames, or, from text alone, of most of "
                        "its frames, or show other ball colours than the prompt names); the best attempt is kept "
-                       "(default 2; 0 = off)")
+                       "(default: the model's, 2 unless its spec says otherwise, 8 for the shipped latent model; "
+                       "0 = off)")
 QUANTIZE = typer.Option(None, "--quantize", help="int8: run with 8-bit weights (Linear and Conv layers; smaller, "
                         "close to the float model)")
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from kinema.diffusion.frame_tasks import FRAME_TASKS
+from kinema.diffusion.rejection import RETRIES
 from kinema.errors import KinemaError
 
 
@@ -134,6 +135,7 @@ class SampleConfig:
     physics_start: float = _checked(0.0, "in [0, 1)", lambda v: 0 <= v < 1)  # 0 = off; else a video starts from a
     # first video's frame-0 objects run forward by the simulator, noised to this time (kinema.control.simulated_start)
     animate_physics_start: float = _checked(0.0, "in [0, 1)", lambda v: 0 <= v < 1)  # the same animating one frame
+    retries: int = at_least(0, RETRIES)  # fresh draws of a video whose balls break (kinema.diffusion.rejection)
     fps: float = above(0, 8.0)
     prompts: list[str] = non_empty(lambda: ["a red ball bounces to the left", "a green ball and a blue ball bounce"])
 

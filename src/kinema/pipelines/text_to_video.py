@@ -40,7 +40,7 @@ from kinema.diffusion import (batched_classifier_free_guidance, build_schedule, 
                               x0_denoiser)
 from kinema.diffusion.guidance import DenoiseFn
 from kinema.diffusion.inversion import ddim_invert
-from kinema.diffusion.rejection import RETRIES, attempt_seed, fewest_faults
+from kinema.diffusion.rejection import attempt_seed, fewest_faults
 from kinema.diffusion.time_grids import time_grid as sampling_times
 from kinema.errors import KinemaError
 from kinema.models.denoiser import Denoiser
@@ -394,9 +394,10 @@ class TextToVideoPipeline:
         guidance defaults to the model's `animate_identity_guidance`. With any frame given whole, a video whose made
         frames lose, add, resize or recolour a ball of the given frames (kinema.control.identity_check) is sampled
         again with fresh noise up to `retries` times, keeping each video's attempt with the fewest such frames
-        (kinema.diffusion.rejection; default 2); so is a video made from one text per video alone whose frames
-        disagree on their balls or show other ball colours than the text names (`consistency_faults`), unless the
-        camera moves (objects then leave and enter the view by design). `physics_start` in [0, 1) (default: the
+        (kinema.diffusion.rejection; default: the model's `sample.retries`, 2 unless its spec says otherwise); so is
+        a video made from one text per video alone whose frames disagree on their balls or show other ball colours
+        than the text names (`consistency_faults`), unless the camera moves (objects then leave and enter the view by
+        design). `physics_start` in [0, 1) (default: the
         model's `sample.animate_physics_start` animating one given frame per video, else `sample.physics_start`; 0 is
         off) starts sampling from the objects of that frame, or of a first video's frame 0 made from the text alone,
         run forward and back by the simulator, each along the direction its clause of the prompt asks
@@ -466,7 +467,7 @@ class TextToVideoPipeline:
         identity_guidance = _at_least("identity guidance", (
             defaults.edit_identity_guidance if editing else defaults.animate_identity_guidance if animating
             else defaults.identity_guidance) if identity_guidance is None else identity_guidance, 0)
-        retries = _at_least("retries", RETRIES if retries is None else retries, 0)
+        retries = _at_least("retries", defaults.retries if retries is None else retries, 0)
         speed = (attributes or {}).get("speed")
         speed_guidance = _at_least("speed guidance", (0.0 if speed is None else SPEED_GUIDANCE)
                                    if speed_guidance is None else speed_guidance, 0)
