@@ -397,13 +397,12 @@ class TextToVideoPipeline:
         (kinema.diffusion.rejection; default: the model's `sample.retries`, 2 unless its spec says otherwise); so is
         a video made from one text per video alone whose frames disagree on their balls or show other ball colours
         than the text names (`consistency_faults`), unless the camera moves (objects then leave and enter the view by
-        design). `physics_start` in [0, 1) (default: the
-        model's `sample.animate_physics_start` animating one given frame per video, else `sample.physics_start`; 0 is
-        off) starts sampling from the objects of that frame, or of a first video's frame 0 made from the text alone,
-        run forward and back by the simulator, each along the direction its clause of the prompt asks
-        (kinema.control.simulated_start; a new draw of velocities for each retry), noised to time `physics_start`, as
-        an edit is (PhysGen, Liu et al. 2024); not with a camera move, an edit, time-anchored prompts or other given
-        pixels (objects there move as given).
+        design). `physics_start` in [0, 1) (default: the model's `sample.animate_physics_start` animating one given
+        frame per video, else `sample.physics_start`; 0 is off) starts sampling from the objects of that frame, or of
+        a first video's frame 0 made from the text alone, run forward and back by the simulator, each along the
+        direction its clause of the prompt asks (kinema.control.simulated_start; a new draw of velocities for each
+        retry), noised to time `physics_start`, as an edit is (PhysGen, Liu et al. 2024); not with a camera move, an
+        edit, time-anchored prompts or other given pixels (objects there move as given).
         `init_video` with `strength` in [0, 1] edits a video (SDEdit): 0 returns it, 1 samples afresh; with
         `source_prompt` (what the video shows, one for all or one per video; "" for none) it starts from the video's
         DDIM inversion under that prompt instead of fresh noise (kinema.diffusion.inversion), which
@@ -498,7 +497,6 @@ class TextToVideoPipeline:
                                     "runs the objects of a frame forward: give no init_video or camera")
         if physics_start > 0 and spec.channels != 3:
             raise KinemaError(f"physics start reads coloured objects: this model makes {spec.channels}-channel videos")
-        simulating = physics_start > 0 and init_video is None and camera is None and (animating or known is None)
         controls = self._drawn_controls(controls, prompts, trajectory, camera, height, width)
         if camera is not None:  # a model with camera knobs reads the move's mean as well
             attributes = {**camera_knobs(self.model.attributes, camera), **(attributes or {})}
@@ -553,7 +551,8 @@ class TextToVideoPipeline:
             controls=motion_controls)
         time_grid = defaults.time_grid if time_grid is None else time_grid
 
-        simulating = simulating and not plan.anchored  # anchored phrases change the objects by design
+        simulating = (physics_start > 0 and init_video is None and camera is None and (animating or known is None)
+                      and not plan.anchored)  # given frames, an edit, a camera or anchored phrases move them as given
 
         def sample(attempt: int, start: Tensor | None = None, start_time: float | None = None,
                    desc: str | None = None, simulate: bool = simulating) -> Tensor:
