@@ -272,6 +272,28 @@ def test_kinema_generate_writes_a_latent_models_video(vae_dir, tmp_path):
     assert video.shape == (3, FRAMES, SIZE * 8, SIZE * 8)  # written at the default scale 8
 
 
+def test_asked_frames_a_latent_model_cannot_make_are_the_first_of_the_fewest_it_can(vae_dir, tmp_path):
+    """A latent model makes 1 + k*n frames: asked for 4, it makes 5 and returns their first 4 (the CLI alike); a
+    frame count given with known pixels stays a one-line error."""
+    from typer.testing import CliRunner
+
+    from kinema.cli import app
+    from kinema.video import read_video
+
+    model, config = latent_config(vae_dir)
+    pipe = TextToVideoPipeline(model, config)
+    made = [pipe(["a red ball"], num_frames=frames, steps=2, seed=1, progress=False) for frames in (FRAMES - 1, FRAMES)]
+    assert made[0].shape[2] == FRAMES - 1 and torch.equal(made[0], made[1][:, :, :FRAMES - 1])
+    known = KnownPixels(clip()[:, :, :FRAMES - 1], torch.ones(1, 1, FRAMES - 1, SIZE, SIZE, dtype=torch.bool))
+    with pytest.raises(KinemaError, match="1 .* 2.n frames"):
+        pipe(["a red ball"], num_frames=FRAMES - 1, known=known, steps=2, progress=False)
+    save_pretrained(tmp_path / "model", model, config)
+    result = CliRunner().invoke(app, ["generate", "a red ball", "-c", str(tmp_path / "model"), "--steps", "2",
+                                      "--num-frames", str(FRAMES - 1), "-o", str(tmp_path / "out.mp4")])
+    assert result.exit_code == 0, result.output
+    assert read_video(tmp_path / "out.mp4")[0].shape[1] == FRAMES - 1
+
+
 def test_a_latent_models_camera_warp_starts_from_its_first_video_warped_then_encoded(vae_dir, monkeypatch):
     from kinema.control.camera import camera_warped, parse_camera
 

@@ -210,6 +210,26 @@ def test_a_camera_move_on_the_shipped_models_runs_on_the_shipped_camera_model_as
     assert scores["camera_error"][0] < 0.6 and scores["camera_direction"][0] == 1, scores
 
 
+def test_a_text_job_on_the_shipped_models_lists_the_32x32_model_its_command_needs(pipelines, tmp_path, monkeypatch):
+    """`kinema generate`'s own default is the 64x64 latent model: the command of a text-only job on the page's 32x32
+    models names the model the job ran (the frames model beyond its frames) and makes the same video."""
+    from kinema.pipelines.text_to_video import SHIPPED_FRAMES_MODEL, SHIPPED_PIXEL_MODEL
+
+    studio, command = tmp_path / "studio", tmp_path / "command"
+    studio.mkdir(), command.mkdir()
+    job = Job("generate", "a red ball bounces", None, options=dict(steps=2, seed=1, direction_guidance=0), scale=2)
+    Gallery(tmp_path).save(studio, job, _made(job, pipelines, studio), seconds=1.0)
+    monkeypatch.chdir(command)
+    result = CliRunner().invoke(app, job.arguments())
+    assert result.exit_code == 0, result.output
+    ours, theirs = read_video(studio / "video.mp4")[0], read_video(command / "video.mp4")[0]
+    assert ours.shape == theirs.shape == (3, 8, 64, 64)  # 32x32 at scale 2
+    assert (ours - theirs).abs().mean() < 0.01
+    assert job.arguments()[job.arguments().index("--checkpoint") + 1] == str(SHIPPED_PIXEL_MODEL)
+    longer = Job("generate", "a red ball bounces", None, options=dict(num_frames=12))
+    assert longer.arguments()[longer.arguments().index("--checkpoint") + 1] == str(SHIPPED_FRAMES_MODEL)
+
+
 def test_the_painted_hole_becomes_a_mask_of_the_clips_size(tmp_path):
     from kinema.studio.app import _mask_file
 

@@ -55,6 +55,11 @@ class LatentSpace:
             raise KinemaError(f"a latent model makes frames whose sides are divisible by {s}, got {height}x{width}")
         return 1 + (frames - 1) // k, height // s, width // s
 
+    def frames_holding(self, frames: int) -> int:
+        """The fewest frames 1 + k*n, at least `frames`, that the autoencoder encodes."""
+        k = self.vae.temporal_factor
+        return 1 + -(-max(frames - 1, 0) // k) * k
+
     def pixel_size(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         """(frames, height, width) of the videos that latents of this size decode to."""
         k, s = self.vae.temporal_factor, self.vae.spatial_factor

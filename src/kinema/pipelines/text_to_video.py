@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +52,8 @@ from kinema.video import write_contact_sheet, write_video
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
 SHIPPED_PIXEL_MODEL = PRETRAINED / "balls"  # text to video in pixels, 8 frames of 32x32
-SHIPPED_MODEL = SHIPPED_PIXEL_MODEL  # text to video
 SHIPPED_LATENT_MODEL = PRETRAINED / "balls_latent"  # text to video in the shipped autoencoder's latents, 17 x 64 x 64
+SHIPPED_MODEL = SHIPPED_LATENT_MODEL  # text to video, `kinema generate`'s default
 SHIPPED_FRAMES_MODEL = PRETRAINED / "balls_frames"  # the pixel model fine-tuned on every frame task (11.1-11.5)
 SHIPPED_CONTROL_MODEL = PRETRAINED / "balls_control"  # the pixel model fine-tuned on drawn paths and knobs (11.3)
 SHIPPED_CAMERA_MODEL = PRETRAINED / "camera_discs"  # the pixel model fine-tuned on camera moves over still discs
@@ -105,6 +105,18 @@ def _is_anchors(prompt) -> bool:
     """True for one anchored prompt [(frame, text), ...] (as opposed to a list of prompts)."""
     return isinstance(prompt, (list, tuple)) and bool(prompt) and all(
         isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str) for item in prompt)
+
+
+def _in_whole_latent_frames(call: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """`call` (the pipeline's) asked for `num_frames` a latent model cannot make (1 + k*n) from the text alone: it
+    makes the fewest it can that hold them and returns their first `num_frames` (a clip's first frames are a clip)."""
+    @wraps(call)
+    def in_whole_frames(self, prompts, *, num_frames: int | None = None, **options) -> Tensor:
+        alone = all(options.get(name) is None for name in ("known", "init_video", "trajectory", "camera"))
+        if self.latents is None or num_frames is None or num_frames < 1 or not alone:
+            return call(self, prompts, num_frames=num_frames, **options)
+        return call(self, prompts, num_frames=self.latents.frames_holding(num_frames), **options)[:, :, :num_frames]
+    return in_whole_frames
 
 
 class TextToVideoPipeline:
@@ -361,6 +373,7 @@ class TextToVideoPipeline:
         return x, times
 
     @torch.no_grad()
+    @_in_whole_latent_frames
     def __call__(self, prompts: PromptSpec | list[PromptSpec], *, labels: int | str | Sequence[int | str] | None = None,
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  steps: int | None = None, sampler: str | None = None, time_grid: str | None = None,

@@ -65,8 +65,9 @@ class Job:
         for role, option in FILE_OPTIONS.items():
             if role in self.inputs:
                 words += [option, self.inputs[role]]
-        if self.model is not None:
-            words += ["--checkpoint", self.model]
+        model = self.model if self.model is not None else _shipped_text_model(self)
+        if model is not None:
+            words += ["--checkpoint", str(model)]
         for name, value in self.options.items():
             option = "--" + name.replace("_", "-")
             if value is True:
@@ -78,6 +79,17 @@ class Job:
     def command(self) -> str:
         """The equivalent shell command, run in the job's folder."""
         return shlex.join(["kinema", *self.arguments()])
+
+
+def _shipped_text_model(job: Job) -> Path | None:
+    """The directory a text-only `generate` job on the shipped models runs (the 32x32 text model, or the frames
+    model beyond its frames), which `kinema generate` must be told: its own default is the 64x64 latent model; None
+    for other jobs, whose shipped model `kinema generate` picks as the studio does."""
+    steered = "trajectory" in job.inputs or {"camera", *KNOBS} & set(job.options)
+    if job.task != "generate" or steered:
+        return None
+    longer = job.options.get("num_frames", 0) > Pipelines.spec(None).num_frames
+    return Pipelines.directory(None, frames=longer)
 
 
 @dataclass

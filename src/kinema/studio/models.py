@@ -69,7 +69,8 @@ class Pipelines:
     @staticmethod
     def directory(model: str | None, frames: bool = False, controls: bool = False, camera: bool = False) -> Path:
         """The directory a job on `model` loads (None: the shipped 32x32 model, or the one made for known frames, for
-        controls (SHIPPED_SET) or for camera moves, as `kinema generate` picks them)."""
+        controls (SHIPPED_SET) or for camera moves, as `kinema generate` picks them; its plain text model is the
+        32x32 one, not the 64x64 latent default: the page's tabs share one size)."""
         return Path(model) if model is not None else shipped_model(frames, controls, text=SHIPPED_PIXEL_MODEL,
                                                                    camera=camera)
 
@@ -90,9 +91,10 @@ class Pipelines:
             self._loaded.move_to_end(path)
             return self._loaded[path]
 
-    def spec(self, model: str | None) -> SamplingSpec:
+    @staticmethod
+    def spec(model: str | None) -> SamplingSpec:
         """The sampling spec of `model` (the shipped ones share theirs), read without its weights."""
-        return _spec_and_config(self.directory(model))[0]
+        return _spec_and_config(Pipelines.directory(model))[0]
 
     def card(self, model: str | None) -> ModelCard:
         """What `model` was trained for; the shipped ones together."""
