@@ -2,9 +2,9 @@
 
 Prompts: the captions (without direction words) of held-out physics-balls clips (benchmarks/trajectory_guidance.py's
 `held_out_clips`, dataset seed `--seed`, never trained on). Each prompt is sampled unguided and with
-`physics_guidance=W` for every W of `--weights`, with `physics_projection=1`, and from a physics start at each time
-of `--starts` (kinema.control.simulated_start), alone and with projection (same seeds, the model's default sampler
-and steps); the held-out clips themselves are the reference. Every video is tracked (kinema.metrics.balls)
+`physics_guidance=W` for every W of `--weights`, with `physics_projection=P` for every P of `--projections`, and from
+a physics start at each time of `--starts` (kinema.control.simulated_start), alone and with each projection (same
+seeds, the model's default sampler and steps); the held-out clips themselves are the reference. Every video is tracked (kinema.metrics.balls)
 and scored by kinema.metrics.physics with the simulator's gravity fixed (px/frame^2):
 
 | column | what it measures |
@@ -20,7 +20,7 @@ and scored by kinema.metrics.physics with the simulator's gravity fixed (px/fram
 The issue's target: a gravity residual <= 1.2x the simulator clips' and below the unguided model's, at no more than a
 small loss of identity and colours.
 
-    python benchmarks/physics_guidance.py                              # the table in benchmarks/README.md
+    python benchmarks/physics_guidance.py --checkpoint src/kinema/pretrained/balls   # the table in benchmarks/README.md
     python benchmarks/physics_guidance.py --videos 2 --weights 1       # smoke run
 
 Writes benchmarks/results/physics_guidance.json.
@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from shipped_model_quality import relative
 from trajectory_guidance import HELD_OUT_SEED, held_out_clips, prompt_of
 
 from kinema.control.physics_energy import simulator_gravity
@@ -57,21 +58,22 @@ def summary(videos: torch.Tensor, gravity: float, seconds: float | None) -> dict
 
 
 def run(args: argparse.Namespace) -> dict:
-    pipe = TextToVideoPipeline.from_pretrained()
+    pipe = TextToVideoPipeline.from_pretrained(args.checkpoint)
     clips = held_out_clips(pipe, args.videos, args.seed)
     gravity = simulator_gravity(pipe.config.data, pipe.spec.width)
     rows = {"simulator clips": summary(torch.stack([c.video for c in clips]), gravity, None)}
     settings = {"unguided": {}, **{f"physics guidance {w:g}": {"physics_guidance": w} for w in args.weights},
-                "projection 1": {"physics_projection": 1.0},
+                **{f"projection {p:g}": {"physics_projection": p} for p in args.projections},
                 **{f"physics start {s:g}": {"physics_start": s} for s in args.starts},
-                **{f"physics start {s:g}, projection 1": {"physics_start": s, "physics_projection": 1.0}
-                   for s in args.starts}}
+                **{f"physics start {s:g}, projection {p:g}": {"physics_start": s, "physics_projection": p}
+                   for s in args.starts for p in args.projections}}
     for name, options in settings.items():
         videos, start = [], time.perf_counter()
         for i, clip in enumerate(clips):
             videos.append(pipe(prompt_of(clip), direction_guidance=0.0, seed=i, progress=False, **options))
         rows[name] = summary(torch.cat(videos), gravity, time.perf_counter() - start)
-    return {"videos": args.videos, "held_out_seed": args.seed, "gravity_px_per_frame2": gravity,
+    return {"model": "shipped" if args.checkpoint is None else relative(args.checkpoint),
+            "videos": args.videos, "held_out_seed": args.seed, "gravity_px_per_frame2": gravity,
             "prompts": [prompt_of(c) for c in clips], "steps": pipe.spec.defaults.steps,
             "sampler": pipe.spec.defaults.sampler, "rows": rows, "machine": machine_info(torch.device("cpu"))}
 
@@ -87,9 +89,12 @@ def table(report: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=None, help="model directory (default: the shipped model)")
     parser.add_argument("--videos", type=int, default=8, help="held-out prompts (one video each per setting)")
     parser.add_argument("--weights", type=lambda s: [float(w) for w in s.split(",") if w], default=[1.0, 5.0, 20.0],
                         help="physics guidance weights, comma-separated (\"\" for none)")
+    parser.add_argument("--projections", type=lambda s: [float(p) for p in s.split(",") if p], default=[1.0],
+                        help="physics projection strengths, comma-separated (\"\" for none), alone and with each start")
     parser.add_argument("--starts", type=lambda s: [float(v) for v in s.split(",") if v], default=[0.4],
                         help="physics start times, comma-separated (\"\" for none): a first video's frame-0 balls run "
                         "by the simulator, noised to this time and denoised again")

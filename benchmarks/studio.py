@@ -47,6 +47,7 @@ from cascade import table  # noqa: E402
 from model_timing import machine_info  # noqa: E402
 
 from kinema.pipelines.text_to_video import TextToVideoPipeline  # noqa: E402
+from kinema.studio.models import Pipelines  # noqa: E402
 
 KINEMA = [sys.executable, "-m", "kinema.cli"]  # what the `kinema` command runs
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -130,7 +131,7 @@ def speed(args: argparse.Namespace, browser, tmp: Path) -> dict:
     """Per seed, in turns (so that load on the machine falls on all three alike): the studio's click to the result
     video's src and to its first frame shown, `kinema generate`, and the pipeline call alone; seconds and medians."""
     began = time.perf_counter()
-    pipe = TextToVideoPipeline.from_pretrained(args.model)
+    pipe = TextToVideoPipeline.from_pretrained(_text_model(args))
     load_s = time.perf_counter() - began
     runs = {"studio_click_to_src_s": [], "studio_click_to_first_frame_s": [], "cli_s": [], "pipeline_call_s": [],
             "studio_server_cpu_s": [], "cli_cpu_s": [], "pipeline_call_cpu_s": []}
@@ -184,11 +185,15 @@ def _children_cpu_seconds() -> float:
     return used.ru_utime + used.ru_stime
 
 
+def _text_model(args: argparse.Namespace) -> str:
+    """The model directory the studio's text-to-video tab runs (`--model`, else the shipped 32x32 text model)."""
+    return args.model or str(Pipelines.directory(None))
+
+
 def _cli_seconds(args: argparse.Namespace, tmp: Path, seed: int) -> float:
     """Wall seconds of `kinema generate PROMPT -o x.mp4 --seed S` (start-up and model loading included)."""
     command = [*KINEMA, "generate", args.prompt, "-o", str(tmp / "x.mp4"), "--seed", str(seed), "--device", "cpu"]
-    command += (["--checkpoint", args.model] if args.model else []) + (["--steps", str(args.steps)]
-                                                                       if args.steps else [])
+    command += ["--checkpoint", _text_model(args)] + (["--steps", str(args.steps)] if args.steps else [])
     began = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=_environment(args.threads, tmp / "cache"))
     return time.perf_counter() - began
