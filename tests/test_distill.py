@@ -9,6 +9,7 @@ from copy import deepcopy
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from typer.testing import CliRunner
 
@@ -208,7 +209,17 @@ def test_a_latent_teacher_is_distilled_on_latents_and_its_student_keeps_the_auto
     assert video.shape == (1, 3, 5, 16, 16)
 
 
+def test_data_loading_processes_leave_the_student_unchanged(tmp_path, teacher_dir, text_encoder):
+    students = [load_file(distill(teacher_dir, tmp_path / f"student{workers}", DistillOptions(
+        steps=4, iterations_per_round=3, batch_size=2, workers=workers), text_encoder=text_encoder, progress=False,
+        log=lambda line: None) / "model.safetensors") for workers in (0, 2)]
+    assert students[0].keys() == students[1].keys()
+    assert all(torch.equal(students[0][k], students[1][k]) for k in students[0])
+
+
 @pytest.mark.parametrize("args, needle", [
+    (["--workers", "-1"], "--workers must be at least 0"),
+    (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
     (["--steps", "3", "--teacher-steps", "8"], "--teacher-steps must be --steps times a power of two"),
     (["--steps", "4", "--teacher-steps", "4"], "--teacher-steps must be --steps times a power of two"),
     (["--iterations-per-round", "0"], "--iterations-per-round must be at least 1"),

@@ -867,6 +867,9 @@ def distill(
     time_limit: float = typer.Option(0.0, "--time-limit-minutes", help="stop each round early so that the whole "
                                      "run takes at most this long (0 = no limit)"),
     seed: int = typer.Option(0, "--seed", help="random seed of the data order and the noise"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    workers: int = typer.Option(0, "--workers", help="data-loading processes that make the clips (0 = in the main "
+                                "one); the student is the same for any number"),
 ):
     """Distil a model into one that samples in --steps DDIM steps, guidance included (progressive distillation).
 
@@ -875,7 +878,8 @@ def distill(
     from kinema.training.distill import distill as run_distillation
 
     options = DistillOptions(steps=steps, teacher_steps=teacher_steps, iterations_per_round=iterations, lr=lr,
-                             batch_size=batch_size, guidance=guidance, time_limit_minutes=time_limit, seed=seed)
+                             batch_size=batch_size, guidance=guidance, time_limit_minutes=time_limit, seed=seed,
+                             device=_device(device), workers=workers)
     written = run_distillation(checkpoint, output, options, log=lambda line: typer.echo(line, err=True))
     typer.echo(f"wrote {written}")
 

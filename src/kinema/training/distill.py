@@ -66,6 +66,8 @@ class DistillOptions:
     guidance: float | None = None        # the teacher's guidance scale (default: its sampling default)
     time_limit_minutes: float = 0.0      # the whole run (0 = none); each round gets an equal share
     seed: int = 0
+    device: str = "cpu"                  # where teacher, student and autoencoder run
+    workers: int = 0                     # data-loading processes that make the clips (0 = in this one)
 
 
 def first_teacher_steps(steps: int, teacher_steps: int | None, sampling_steps: int) -> int:
@@ -189,25 +191,26 @@ def distill_round(teacher: nn.Module, student: nn.Module, batches: Iterator[Batc
 
 def _data(config: Config, model: nn.Module, options: DistillOptions, text_encoder: TextEncoder | None,
           guidance: float) -> Iterator[Batch]:
-    """Endless batches of the teacher's training data with the conditioning its model reads: the captions (and an
-    empty prompt, no class, for guidance), labels, and known pixels drawn from its `train.frame_tasks`; for a latent
-    teacher, the latents (posterior means) of the clips."""
+    """Endless batches, on `options.device`, of the teacher's training data with the conditioning its model reads:
+    the captions (and an empty prompt, no class, for guidance), labels, and known pixels drawn from its
+    `train.frame_tasks`; for a latent teacher, the latents (posterior means) of the clips."""
     dataset = build_dataset(config.data_kind, config.data, options.seed)
-    latents = LatentSpace.load(config.autoencoder) if config.autoencoder else None
+    latents = LatentSpace.load(config.autoencoder).to(options.device) if config.autoencoder else None
     generator = torch.Generator().manual_seed(options.seed)
     fields = model.conditioning_fields
     guided = guidance != 1 and ("text" in fields or "labels" in fields)
     shuffle = not isinstance(dataset, IterableDataset)
     while True:
         loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=shuffle, drop_last=True,
-                            generator=generator)
+                            generator=generator, num_workers=options.workers, worker_init_fn=_one_thread)
         for item in loader:
-            video = item["video"]
+            video = item["video"].to(options.device)
             captions = list(item["caption"]) if "caption" in item else [""] * len(video)
-            cond = prompt_conditioning(captions, text_encoder, fields)
+            cond = prompt_conditioning(captions, text_encoder, fields).to(options.device)
             pair = prompt_conditioning(captions + [""] * len(video), text_encoder, fields) if guided else None
+            pair = None if pair is None else pair.to(options.device)
             if "labels" in fields and "label" in item:
-                cond.labels = item["label"].long()
+                cond.labels = item["label"].long().to(options.device)
                 if pair is not None:
                     pair.labels = torch.cat([cond.labels, torch.full_like(cond.labels, -1)])
             known = None
@@ -215,6 +218,7 @@ def _data(config: Config, model: nn.Module, options: DistillOptions, text_encode
                 seeds = torch.randint(0, 2**62, (len(video),), generator=generator).tolist()
                 known, _ = draw_frame_tasks(config.train.frame_tasks, video.shape,
                                             [torch.Generator().manual_seed(s) for s in seeds])
+                known = known.to(options.device)
             if latents is not None:  # a latent teacher: the clips' latents, known where all their pixels are
                 video = latents.encode(video)
                 known = None if known is None else latents.latent_mask(known)
@@ -223,6 +227,11 @@ def _data(config: Config, model: nn.Module, options: DistillOptions, text_encode
                 if pair is not None:
                     pair.frames, pair.frame_mask = video.repeat(2, 1, 1, 1, 1), known.repeat(2, 1, 1, 1, 1)
             yield Batch(video, cond, pair, known)
+
+
+def _one_thread(worker: int) -> None:
+    """A data-loading process computes on one thread: the processes are the parallelism."""
+    torch.set_num_threads(1)
 
 
 def _check_source(config: Config, output: Path, source: Path) -> None:
@@ -251,7 +260,7 @@ def distill(source: str | Path, output: str | Path, options: DistillOptions | No
     rounds = round_steps(options.steps, teacher_steps)
     guidance = defaults.guidance if options.guidance is None else options.guidance
     for name, value, low in (("--iterations-per-round", options.iterations_per_round, 1),
-                             ("--batch-size", options.batch_size, 1)):
+                             ("--batch-size", options.batch_size, 1), ("--workers", options.workers, 0)):
         if value < low:
             raise KinemaError(f"{name} must be at least {low}, got {value}")
     if not options.lr > 0 or not guidance >= 0 or not options.time_limit_minutes >= 0:
@@ -263,7 +272,8 @@ def distill(source: str | Path, output: str | Path, options: DistillOptions | No
         raise KinemaError(f"text encoder '{text_encoder.name}' gives {text_encoder.dim}-d tokens but {source} reads "
                           f"{teacher.text_dim}-d text")
     schedule = build_schedule(config.diffusion.schedule, config.diffusion.shift)
-    generator = torch.Generator().manual_seed(options.seed)
+    teacher.to(options.device)
+    generator = torch.Generator(options.device).manual_seed(options.seed)
     batches = _data(config, teacher, options, text_encoder, guidance)
     started, limit = time.perf_counter(), options.time_limit_minutes * 60
     history = []
@@ -289,5 +299,5 @@ def distill(source: str | Path, output: str | Path, options: DistillOptions | No
     sample = replace(config.sample, sampler="ddim", steps=options.steps, time_grid="uniform", guidance=1.0)
     record = {"teacher": str(source), "teacher_steps": teacher_steps, "teacher_guidance": guidance,
               "lr": options.lr, "batch_size": options.batch_size, "rounds": history}
-    return save_pretrained(output, teacher, replace(config, sample=sample),
+    return save_pretrained(output, teacher.cpu(), replace(config, sample=sample),
                            {"step": metadata.get("step"), "distillation": record})
