@@ -15,7 +15,8 @@ from kinema.cli import app
 from kinema.config import load_config
 from kinema.control.identity_check import consistency_faults, identity_faults
 from kinema.control.identity_energy import smallest_disc_area
-from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, render_balls, simulate_balls
+from kinema.data.physics_balls import (BALL_COLORS, DIRECTION_MIN_SPEED, BouncingBallsConfig, render_balls,
+                                      simulate_balls)
 from kinema.diffusion.rejection import attempt_seed, fewest_faults
 from kinema.errors import KinemaError
 from kinema.models.pretrained import save_pretrained
@@ -122,6 +123,24 @@ def test_a_video_from_text_alone_is_held_to_the_colours_its_prompt_names():
     assert consistency_faults(same, AREA, named=[set(clip.color_names)]).tolist() == [CONFIG.num_frames]
 
 
+def test_a_video_from_text_alone_whose_ball_does_not_go_its_asked_way_has_a_fault_for_it():
+    """Clip 4: white goes left at 1.3 px a frame, orange left at 1.5 (and both fall): each ball asked a way it does
+    not go at the least speed (down included) adds one fault; a colour the video does not show adds none."""
+    clip, left, right, down = simulate_balls(CONFIG, 4), (-1.0, 0.0), (1.0, 0.0), (0.0, 1.0)
+    assert clip.color_names == ["white", "orange"]
+    video = drawn(clip)
+
+    def faults(ways, least_step=0.5):
+        return consistency_faults(video, AREA, named=[{"white", "orange"}], directions=[ways],
+                                  least_step=least_step).item()
+
+    assert faults({}) == faults({"white": left, "orange": left}) == faults({"orange": down}) == 0
+    assert faults({"white": right}) == faults({"white": left, "orange": right}) == 1
+    assert faults({"white": right, "orange": right}) == 2
+    assert faults({"white": left, "orange": left}, least_step=1.4) == 1  # white goes left at 1.3 only
+    assert faults({"red": right}) == 0  # not shown: the colour check's business
+
+
 def test_each_video_keeps_its_attempt_with_the_fewest_faults_and_sampling_stops_once_all_pass():
     faults_by_attempt = [torch.tensor([2, 0, 3]), torch.tensor([1, 5, 3]), torch.tensor([0, 0, 1])]
     calls = []
@@ -207,18 +226,20 @@ def test_a_video_from_text_alone_whose_frames_disagree_is_sampled_again(pipe, mo
     second = pipe("", retries=0, seed=attempt_seed(0, 1), **OPTIONS)
     checks, asked = [], []
 
-    def faults(video, disc_area, named):
+    def faults(video, disc_area, named, directions, least_step):
         checks.append(video)
-        asked.append(named)
+        asked.append((named, directions, least_step))
         return torch.tensor([1 if len(checks) == 1 else 0])
 
     monkeypatch.setattr(t2v, "consistency_faults", faults)
     assert torch.equal(pipe("", **OPTIONS), second) and len(checks) == 2
     checks.clear()
     assert torch.equal(pipe("", retries=0, **OPTIONS), first) and len(checks) == 1  # checked, never re-sampled
-    assert asked[-1] == [set()]
+    assert asked[-1][0] == [set()]
     pipe(["a red ball and a blue ball bounce", "a ball"], retries=0, **OPTIONS)
-    assert asked[-1] == [{"red", "blue"}, set()]  # each video held to the colours its prompt names
+    assert asked[-1][0] == [{"red", "blue"}, set()]  # each video held to the colours its prompt names
+    pipe(["a red ball bounces to the left", "a blue ball bounces"], retries=0, **OPTIONS)
+    assert asked[-1][1:] == ([{"red": (-1.0, 0.0)}, {}], DIRECTION_MIN_SPEED * OPTIONS["width"] / pipe.simulator.size)
     checks.clear()
     pipe([[(0, "a red ball"), (4, "a blue ball")]], **OPTIONS)  # time-anchored: objects may change by design
     pipe("first a red ball, then a blue ball", **OPTIONS)

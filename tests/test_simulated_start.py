@@ -19,7 +19,8 @@ from kinema.config import load_config
 from kinema.control.binding import colour_directions
 from kinema.control.readout import object_positions
 from kinema.control.simulated_start import ASKED_SPREAD, initial_velocities, simulated_paths, simulated_start
-from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, render_balls, simulate_balls
+from kinema.data.physics_balls import (BALL_COLORS, DIRECTION_MIN_SPEED, BouncingBallsConfig, render_balls,
+                                      simulate_balls)
 from kinema.diffusion.rejection import attempt_seed
 from kinema.errors import KinemaError
 from kinema.models.pretrained import save_pretrained
@@ -100,6 +101,28 @@ def test_walls_in_the_way_the_start_still_sends_each_ball_the_asked_way_on_avera
         travel = positions[0, :, -1, 0] - positions[0, :, 0, 0]
         kept += int(travel[0] < 0 < travel[1])
     assert kept >= 10, kept  # 11 here; one draw each: 3
+
+
+def test_draws_go_on_until_every_ball_goes_its_asked_way_as_fast_as_a_caption_says_it(monkeypatch):
+    """A caption says "to the left" only of a ball whose mean velocity has at least DIRECTION_MIN_SPEED that way: a
+    start creeping the asked way is drawn again (a model redrawing it may turn it round)."""
+    from kinema.control import simulated_start as module
+
+    frame, asked = two_balls(centres=((13.0, 10.0), (19.0, 24.0))), {"red": (-1.0, 0.0), "blue": (1.0, 0.0)}
+    least = DIRECTION_MIN_SPEED * 32 / CONFIG.size
+    fast_enough, progress, record = 0, [], module.asked_progress
+    monkeypatch.setattr(module, "asked_progress", lambda *args: progress.append(record(*args)) or progress[-1])
+    for seed in range(12):
+        progress.clear()
+        start = simulated_start(frame, 0, 8, CONFIG, asked, np.random.default_rng(seed))
+        assert progress[-1] >= least or len(progress) == module.DRAWS, (seed, progress)
+        assert all(p < least for p in progress[:-1]), (seed, progress)  # the first draw fast enough is kept
+        if progress[-1] >= least:
+            fast_enough += 1
+            positions, _ = object_positions(start[None].double(), ["red", "blue"])
+            steps = (positions[0, :, -1, 0] - positions[0, :, 0, 0]) / 7
+            assert -steps[0] > least - 0.1 and steps[1] > least - 0.1, (seed, steps)
+    assert fast_enough >= 3, fast_enough
 
 
 def test_a_frame_without_balls_starts_still_and_one_given_last_ends_on_it():

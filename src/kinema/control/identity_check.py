@@ -13,7 +13,9 @@ are no scene of balls over a dark background, or disagree among themselves, have
 A video made from text alone has no given frames; `consistency_faults` holds its frames to the video itself: the
 balls most of its frames show, and each colour's median mass over the frames; and, when its prompt names ball
 colours, to the prompt too: a frame whose balls are not exactly those colours is faulty (a verifier of the prompt,
-as a video that swaps or blends two balls' colours over time may agree with itself in most frames).
+as a video that swaps or blends two balls' colours over time may agree with itself in most frames); and when it
+asks a ball to go some way ("a red ball bounces to the left"), a video whose ball of that colour does not go that
+way at the captions' least speed (DIRECTION_MIN_SPEED, as the training data's captions say it) has one more fault.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -69,11 +72,31 @@ def identity_faults(video: Tensor, whole_frames: Tensor, disc_area: float) -> Te
     return faults
 
 
-def consistency_faults(video: Tensor, disc_area: float, named: Sequence[Collection[str]] | None = None) -> Tensor:
+def against_asked_ways(detections: list, directions: dict[str, tuple[float, float]], least_step: float) -> int:
+    """How many of the colours `directions` asks a way of ({colour: (x right, y down)}) have a ball, alone of its
+    colour in at least two frames, whose mean step (first to last of those frames, px per frame) along its asked
+    way is below `least_step`."""
+    palette = list(BALL_COLORS)
+    wrong = 0
+    for colour, way in directions.items():
+        label = palette.index(colour)
+        seen = [(t, frame.centres[frame.labels == label][0]) for t, frame in enumerate(detections)
+                if (frame.labels == label).sum() == 1]
+        if len(seen) >= 2:
+            (first, start), (last, end) = seen[0], seen[-1]
+            wrong += int(float(np.dot(end - start, way)) / (last - first) < least_step)
+    return wrong
+
+
+def consistency_faults(video: Tensor, disc_area: float, named: Sequence[Collection[str]] | None = None,
+                       directions: Sequence[dict[str, tuple[float, float]]] | None = None,
+                       least_step: float = 0.0) -> Tensor:
     """Frames per video [B] (long) of videos [B, 3, T, H, W] in [-1, 1] made with no frame given that break object
     permanence: whose balls differ from those most of the video's frames show, or whose colour masses are off their
     median over the frames (as `identity_faults` measures), or whose ball colours are not the BALL_COLORS names
-    `named[b]` of the video's prompt (none named: not checked); 0 for a video that is no scene of balls over black."""
+    `named[b]` of the video's prompt (none named: not checked); plus one for each colour of `directions[b]` whose
+    ball does not go its asked way at `least_step` px per frame (`against_asked_ways`); 0 for a video that is no
+    scene of balls over black."""
     video = video.detach().float().cpu()
     masses = colour_masses(video)  # [B, P, T]
     faults = torch.zeros(video.shape[0], dtype=torch.long)
@@ -88,4 +111,6 @@ def consistency_faults(video: Tensor, disc_area: float, named: Sequence[Collecti
         expected = masses[b].median(1, keepdim=True).values
         faults[b] = _faulty_frames(detections, masses[b], reference, expected, list(range(video.shape[2])), disc_area,
                                    colours)
+        if directions is not None and directions[b]:
+            faults[b] += against_asked_ways(detections, directions[b], least_step)
     return faults

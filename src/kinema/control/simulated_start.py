@@ -23,7 +23,7 @@ from torch import Tensor
 from kinema.control.identity_energy import smallest_disc_area
 from kinema.control.physics_energy import move_objects, scaled_simulator
 from kinema.control.readout import TEMPERATURE, object_positions
-from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig, simulate_trajectories
+from kinema.data.physics_balls import BALL_COLORS, DIRECTION_MIN_SPEED, BouncingBallsConfig, simulate_trajectories
 from kinema.errors import KinemaError
 
 ASKED_SPREAD = math.pi / 4  # an asked direction's velocity lies within this angle of it
@@ -84,9 +84,11 @@ def simulated_start(frame: Tensor, index: int, frames: int, simulator: BouncingB
                     directions: dict[str, tuple[float, float]], rng: np.random.Generator,
                     temperature: float = TEMPERATURE) -> Tensor:
     """[3, T, H, W]: the objects of `frame` [3, H, W] (frame `index` of `frames`) moved along simulated paths
-    (`initial_velocities`, `simulated_paths`; the first of DRAWS draws whose objects all go their asked ways, else
-    the one closest to it) in `frames` copies of it; the still copies when it shows none."""
+    (`initial_velocities`, `simulated_paths`; the first of DRAWS draws whose objects all go their asked ways at least
+    as fast as a caption's "to the left" means, DIRECTION_MIN_SPEED, else the one closest to it) in `frames` copies
+    of it; the still copies when it shows none."""
     width = frame.shape[-1]
+    least_progress = DIRECTION_MIN_SPEED * width / simulator.size  # px per frame at this width
     simulator = scaled_simulator(simulator, frames, width)
     names = list(BALL_COLORS)
     positions, mass = object_positions(frame[None, :, None].double(), names, temperature)
@@ -103,7 +105,7 @@ def simulated_start(frame: Tensor, index: int, frames: int, simulator: BouncingB
         progress = asked_progress(paths, colours, directions)
         if best is None or progress > best[0]:
             best = progress, paths
-        if progress > 0:
+        if progress >= least_progress:
             break
     paths = best[1]
     targets = torch.from_numpy(paths).to(frame).permute(1, 0, 2)[None]  # [1, K, T, 2]

@@ -35,7 +35,7 @@ from kinema.control.simulated_start import simulated_start
 from kinema.control.speed_energy import speed_energy
 from kinema.control.trajectory import TrajectorySpec
 from kinema.control.trajectory_energy import trajectory_energy
-from kinema.data.physics_balls import BALL_COLORS, BouncingBallsConfig
+from kinema.data.physics_balls import BALL_COLORS, DIRECTION_MIN_SPEED, BouncingBallsConfig
 from kinema.diffusion import (batched_classifier_free_guidance, build_schedule, get_sampler, reconstruction_guidance,
                               x0_denoiser)
 from kinema.diffusion.guidance import DenoiseFn
@@ -408,9 +408,9 @@ class TextToVideoPipeline:
         frames lose, add, resize or recolour a ball of the given frames (kinema.control.identity_check) is sampled
         again with fresh noise up to `retries` times, keeping each video's attempt with the fewest such frames
         (kinema.diffusion.rejection; default: the model's `sample.retries`, 2 unless its spec says otherwise); so is
-        a video made from one text per video alone whose frames disagree on their balls or show other ball colours
-        than the text names (`consistency_faults`), unless the camera moves (objects then leave and enter the view by
-        design). `physics_start` in [0, 1) (default: the model's `sample.animate_physics_start` animating one given
+        a video made from one text per video alone whose frames disagree on their balls, show other ball colours
+        than the text names or whose ball does not go the way its clause asks (`consistency_faults`), unless the
+        camera moves (objects then leave and enter the view by design). `physics_start` in [0, 1) (default: the model's `sample.animate_physics_start` animating one given
         frame per video, else `sample.physics_start`; 0 is off) starts sampling from the objects of that frame, or of
         a first video's frame 0 made from the text alone, run forward and back by the simulator, each along the
         direction its clause of the prompt asks (kinema.control.simulated_start; a new draw of velocities for each
@@ -597,7 +597,9 @@ class TextToVideoPipeline:
             faults = partial(identity_faults, whole_frames=given.whole_frames, disc_area=disc_area)
         elif given is None and init_video is None and not plan.anchored and not moves_camera:
             named = [{colour for colour in prompt_colours(text) if colour} for text in plan.texts[0]]
-            faults = partial(consistency_faults, disc_area=disc_area, named=named)
+            faults = partial(consistency_faults, disc_area=disc_area, named=named,
+                             directions=[colour_directions(text) for text in plan.texts[0]],
+                             least_step=DIRECTION_MIN_SPEED * width / self.simulator.size)
         else:  # pixels given in part, an edit, time-anchored prompts or a moving camera (objects change by design)
             return sample(0).cpu()
         return fewest_faults(sample, faults, retries).cpu()
