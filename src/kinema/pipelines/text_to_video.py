@@ -410,8 +410,9 @@ class TextToVideoPipeline:
         (kinema.diffusion.rejection; default: the model's `sample.retries`, 2 unless its spec says otherwise); so is
         a video made from one text per video alone whose frames disagree on their balls, show other ball colours
         than the text names or whose ball does not go the way its clause asks (`consistency_faults`), unless the
-        camera moves (objects then leave and enter the view by design). `physics_start` in [0, 1) (default: the model's `sample.animate_physics_start` animating one given
-        frame per video, else `sample.physics_start`; 0 is off) starts sampling from the objects of that frame, or of
+        camera moves (objects then leave and enter the view by design). `physics_start` in [0, 1) (default: the
+        model's `sample.animate_physics_start` animating one given frame per video, else `sample.physics_start`; 0
+        is off) starts sampling from the objects of that frame, or of
         a first video's frame 0 made from the text alone, run forward and back by the simulator, each along the
         direction its clause of the prompt asks (kinema.control.simulated_start; a new draw of velocities for each
         retry), noised to time `physics_start`, as an edit is (PhysGen, Liu et al. 2024); not with a camera move, an
