@@ -5,7 +5,8 @@ closer than their radii plus a clearance margin, default size / 16 = 2 px at 32x
 named in the prompt ("a red ball and a blue ball bounce"). Each set of paths goes to
 `TextToVideoPipeline(..., trajectory=...)` (the shipped control model by default: the paths as its control map, plus
 trajectory guidance at `--guidance` and physics guidance, whose no-overlap term pushes touching balls apart, at
-`--physics-guidance`). Next to the generated videos, the same paths drawn by the simulator's renderer
+`--physics-guidance`, and with `--projection S` each estimate's balls moved that share of the way onto their paths in
+the later half of the steps). Next to the generated videos, the same paths drawn by the simulator's renderer
 (`kinema.data.physics_balls.render_balls`, as in its clips) are scored alike: what a perfect video scores. In every
 video the balls are tracked (kinema.metrics.balls) and each asked ball is matched to the track of its colour:
 
@@ -22,6 +23,7 @@ video the balls are tracked (kinema.metrics.balls) and each asked ball is matche
 | identity | share of videos whose balls keep colour and count in every frame |
 
     python benchmarks/many_objects.py                      # 8 path sets of 2 balls and 8 of 3
+    python benchmarks/many_objects.py --projection 1 --json benchmarks/results/many_objects_projection.json
     python benchmarks/many_objects.py --sets 1 --objects 2 --json /tmp/m.json     # smoke run
 """
 
@@ -102,14 +104,14 @@ def summary(rows: list[dict]) -> dict:
 
 
 def run(pipe: TextToVideoPipeline, objects: int, seeds: range, margin: float | None, guidance: float,
-        physics: float) -> dict:
+        physics: float, projection: float = 0.0) -> dict:
     generated, drawn, seconds = [], [], []
     for seed in seeds:
         spec = coloured_paths(objects, pipe.spec.num_frames, pipe.spec.width, seed, margin)
         prompt = " and ".join(f"a {o.colour} ball" for o in spec.objects) + " bounce"
         started = time.perf_counter()
         video = pipe(prompt, trajectory=spec, trajectory_guidance=guidance, physics_guidance=physics,
-                     direction_guidance=0.0, seed=seed, progress=False)[0]
+                     trajectory_projection=projection, direction_guidance=0.0, seed=seed, progress=False)[0]
         seconds.append(time.perf_counter() - started)
         generated.append(score(video, spec))
         drawn.append(score(rendered(spec), spec))
@@ -131,6 +133,7 @@ def main() -> None:
                         help="px kept between the balls' paths (default: avoiding_paths' size / 16)")
     parser.add_argument("--guidance", type=float, default=1.0, help="trajectory guidance weight")
     parser.add_argument("--physics-guidance", type=float, default=0.0, help="physics guidance weight")
+    parser.add_argument("--projection", type=float, default=0.0, help="trajectory projection share (0 = off)")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/many_objects.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -138,8 +141,9 @@ def main() -> None:
     seeds = range(args.data_seed, args.data_seed + args.sets)
     report = {"model": "shipped control model" if args.checkpoint is None else relative(args.checkpoint),
               "margin": args.margin, "guidance": args.guidance, "physics_guidance": args.physics_guidance,
-              "data_seed": args.data_seed,
-              "rows": [run(pipe, k, seeds, args.margin, args.guidance, args.physics_guidance) for k in args.objects]}
+              "projection": args.projection, "data_seed": args.data_seed,
+              "rows": [run(pipe, k, seeds, args.margin, args.guidance, args.physics_guidance, args.projection)
+                       for k in args.objects]}
     print("| balls | videos | error px | worst ball px | found | asked gap px | video gap px (smallest) | short px | "
           "touching | lost | identity |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -218,6 +218,17 @@ def test_data_loading_processes_leave_the_student_unchanged(tmp_path, teacher_di
     assert all(torch.equal(students[0][k], students[1][k]) for k in students[0])
 
 
+def test_export_changes_a_students_sampling_defaults_and_keeps_its_distillation_record(tmp_path, teacher_dir,
+                                                                                       text_encoder):
+    out = distill(teacher_dir, tmp_path / "student", DistillOptions(steps=4, iterations_per_round=1, batch_size=2),
+                  text_encoder=text_encoder, progress=False, log=lambda line: None)
+    result = CliRunner().invoke(app, ["export", str(out), str(tmp_path / "again"), "sample.direction_guidance=0.5"])
+    assert result.exit_code == 0, result.output
+    before, after = (json.loads((d / "config.json").read_text()) for d in (out, tmp_path / "again"))
+    assert after["distillation"] == before["distillation"] and after["step"] == before["step"]
+    assert after["sampling"]["defaults"] == {**before["sampling"]["defaults"], "direction_guidance": 0.5}
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--workers", "-1"], "--workers must be at least 0"),
     (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),

@@ -183,6 +183,7 @@ def test_bad_guidance_values_are_one_line_errors(pipe):
     for options, needle in [(dict(trajectory_guidance=-1.0), "trajectory guidance"),
                             (dict(physics_guidance=-1.0), "physics guidance"),
                             (dict(physics_projection=1.5), "physics projection"),
+                            (dict(trajectory_projection=-0.5), "trajectory projection"),
                             (dict(height=16, width=8), "square")]:
         with pytest.raises(KinemaError, match=needle):
             pipe("a red ball", trajectory=path, steps=1, progress=False, **options)
@@ -212,13 +213,14 @@ def test_cli_follows_a_trajectory_and_rejects_bad_input_in_one_line(tmp_path, ch
         return result.exit_code, result.output.strip().splitlines()
 
     code, lines = run("a red ball", "--trajectory", write_path(tmp_path / "ok.json"), "--trajectory-guidance", "2",
-                      "--physics-guidance", "1")
+                      "--physics-guidance", "1", "--trajectory-projection", "1")
     assert code == 0 and (tmp_path / "out.gif").exists(), lines
     for args, needle in [(("a blue ball", "--trajectory", write_path(tmp_path / "a.json")), "'the red ball' is not"),
                          (("a red ball", "--trajectory", tmp_path / "missing.json"), "missing.json"),
                          (("a red ball", "--trajectory", write_path(tmp_path / "b.json", num_frames="x")),
                           "num_frames"),
-                         (("a red ball", "--physics-guidance", "-1"), "physics guidance")]:
+                         (("a red ball", "--physics-guidance", "-1"), "physics guidance"),
+                         (("a red ball", "--trajectory-projection", "1"), "give a trajectory")]:
         code, lines = run(*args)
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
 
@@ -249,3 +251,21 @@ def test_projection_moves_each_videos_named_objects_in_the_later_half_of_the_ste
     pipe(["a green ball and a red ball", "a ball"], physics_projection=0.5, steps=4, sampler="ddim", num_frames=4,
          height=16, width=16, guidance=1.0, progress=False)
     assert calls == [(1, ["green", "red"], 0.5), (1, [None], 0.5)] * 2  # at t = 0.5 and 0.25 of 1, 0.75, 0.5, 0.25
+
+
+def test_trajectory_projection_lands_each_object_its_share_of_the_way_onto_its_path(pipe, monkeypatch):
+    """The model's every estimate puts the red ball 3 px right of its path: the projection moves it, in the later
+    half of the steps, all (1) or half (0.5) of the way there; without a trajectory it is a one-line error."""
+    path = spec(("the red ball", "red"))
+    asked = path.positions()[None]  # [1, 1, T, 2]
+    astray = rendered_ball(asked[:, 0] + torch.tensor([3.0, 0.0]))
+    monkeypatch.setattr(pipe, "_guided", lambda *args: lambda x, t: astray.to(x))
+    options = dict(trajectory=path, trajectory_guidance=0.0, steps=4, sampler="ddim", num_frames=4, height=16,
+                   width=16, guidance=1.0, retries=0, progress=False)
+    offsets = {}
+    for share in (0.0, 0.5, 1.0):
+        found, _ = object_positions(pipe("a red ball", trajectory_projection=share, **options), ["red"])
+        offsets[share] = (found - asked)[..., 0].mean().item()
+    assert abs(offsets[0.0] - 3) < 0.3 and abs(offsets[0.5] - 1.5) < 0.4 and abs(offsets[1.0]) < 0.3, offsets
+    with pytest.raises(KinemaError, match="give a trajectory"):
+        pipe("a red ball", trajectory_projection=1.0, steps=1, progress=False)

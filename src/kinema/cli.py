@@ -261,6 +261,9 @@ def generate(
                                            "gravity, smooth acceleration and no overlap (0 = off; try 1-5)"),
     physics_projection: float = typer.Option(0.0, "--physics-projection", help="0..1: move the objects that share "
                                              "of the way onto a simulated path in the later sampling steps"),
+    trajectory_projection: float = typer.Option(0.0, "--trajectory-projection", help="0..1: move the --trajectory "
+                                                "objects that share of the way onto their paths in the later "
+                                                "sampling steps"),
     camera: Optional[str] = typer.Option(None, "--camera", help="camera move per frame step, e.g. "
                                          "'pan-left:2,zoom-in:1.02' (pan/tilt px, zoom factor, roll deg), or a CSV / "
                                          "JSON file of one row per step; without -c, the shipped camera model (still "
@@ -286,7 +289,8 @@ def generate(
     if prompt is None and not prompt_at and not _model_spec(checkpoint).text_encoder:
         prompt = ""  # a model without text needs none
     spec = _prompt_spec(prompt, prompt_at)
-    steering = _steering(spec, trajectory, trajectory_guidance, physics_guidance, physics_projection)
+    steering = _steering(spec, trajectory, trajectory_guidance, physics_guidance, physics_projection,
+                         trajectory_projection)
     steering.update({name: value for name, value in (("camera", camera), ("camera_guidance", camera_guidance),
                                                       ("camera_warp", camera_warp), ("speed_guidance", speed_guidance))
                      if value is not None})
@@ -306,13 +310,14 @@ def generate(
 
 
 def _steering(prompt, trajectory: Path | None, trajectory_guidance: float | None, physics_guidance: float,
-              physics_projection: float) -> dict:
+              physics_projection: float, trajectory_projection: float = 0.0) -> dict:
     """The pipeline's trajectory and physics options that are on, the trajectory file read and bound to the prompt
     (kinema.control.binding) before any model loads."""
     from kinema.control.binding import bound_trajectory
 
     steering = {name: value for name, value in (("physics_guidance", physics_guidance),
-                                                 ("physics_projection", physics_projection)) if value}
+                                                 ("physics_projection", physics_projection),
+                                                 ("trajectory_projection", trajectory_projection)) if value}
     if trajectory_guidance is not None:
         steering["trajectory_guidance"] = trajectory_guidance
     if trajectory is not None:
@@ -818,6 +823,7 @@ def export(checkpoint: Path = typer.Argument(..., help="training checkpoint dire
     from kinema.autoencoder.config import is_autoencoder_checkpoint
     from kinema.config import with_overrides
     from kinema.models.pretrained import CONFIG_FILE, EMA_WEIGHTS_FILE, WEIGHTS_FILE, load_pretrained, save_pretrained
+    from kinema.models.sampling_spec import SPEC_KEY
 
     if is_autoencoder_checkpoint(checkpoint):
         from kinema.autoencoder.export import export_autoencoder
@@ -845,8 +851,9 @@ def export(checkpoint: Path = typer.Argument(..., help="training checkpoint dire
             raise KinemaError(f"export output {output} is not empty and not a Kinema model directory: choose a new "
                               f"directory, or pass --force to add the model files (other files are kept)")
     model, config, metadata = load_pretrained(checkpoint, prefer_ema=True)
+    records = {key: value for key, value in metadata.items() if key != SPEC_KEY}  # the step, how it was distilled
     save_pretrained(output, model.half() if half else model, with_overrides(config, overrides or []),
-                    {"step": metadata.get("step")}, keep_other_files=existing)
+                    {"step": metadata.get("step"), **records}, keep_other_files=existing)
     typer.echo(f"wrote {output}")
 
 

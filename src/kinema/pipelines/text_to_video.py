@@ -30,7 +30,7 @@ from kinema.control.direction import direction_energy
 from kinema.control.identity_check import consistency_faults, identity_faults
 from kinema.control.identity_energy import identity_energy, known_masses, named_colours, smallest_disc_area
 from kinema.control.keyframe_physics import onto_keyframe_paths, sparse_keyframe_paths
-from kinema.control.physics_energy import physics_energy, project_to_physics
+from kinema.control.physics_energy import move_objects, physics_energy, project_to_physics
 from kinema.control.simulated_start import simulated_start
 from kinema.control.speed_energy import speed_energy
 from kinema.control.trajectory import TrajectorySpec
@@ -385,7 +385,8 @@ class TextToVideoPipeline:
                  prompt_blend: int = 4, controls: dict[str, Tensor] | None = None,
                  attributes: dict[str, float | None] | None = None, trajectory: TrajectorySpec | None = None,
                  trajectory_guidance: float | None = None, physics_guidance: float = 0.0,
-                 physics_projection: float = 0.0, camera: str | Tensor | None = None,
+                 physics_projection: float = 0.0, trajectory_projection: float = 0.0,
+                 camera: str | Tensor | None = None,
                  camera_guidance: float | None = None, camera_warp: float | None = None,
                  identity_guidance: float | None = None, keyframe_physics: float | None = None,
                  retries: int | None = None, speed_guidance: float | None = None,
@@ -438,7 +439,9 @@ class TextToVideoPipeline:
         trajectory) on a trajectory energy (kinema.control.trajectory_energy); `physics_guidance` pushes the objects
         toward constant gravity, smooth acceleration and no overlap (kinema.control.physics_energy), and
         `physics_projection` in [0, 1] moves each estimate's objects that share of the way onto the simulator's fit of
-        their paths in the later half of the steps. `identity_guidance` (default: the model's sampling spec) keeps each
+        their paths in the later half of the steps; `trajectory_projection` in [0, 1] moves each finished video's
+        objects that share of the way onto their asked paths (by warping their pixels, as the physics projection
+        does; projected sampling's last step, Christopher et al. 2024). `identity_guidance` (default: the model's sampling spec) keeps each
         object's count and colour over the frames: those of the wholly given frames, else those the prompt names, else
         (no colour named, or a model without text) each colour's own mass over time (kinema.control.identity_energy).
         All guidance energies share one backward pass per step. `keyframe_physics` in [0, 1] (default 1 for a pixel
@@ -487,9 +490,14 @@ class TextToVideoPipeline:
         if speed_guidance > 0 and speed is None:
             raise KinemaError("speed guidance pulls the objects toward the speed knob: give attributes={'speed': "
                               "px per frame} (--speed), or speed_guidance=0")
-        if not 0 <= physics_projection <= 1:
-            raise KinemaError(f"physics projection must be in [0, 1] (the share of the way onto a simulated path), "
-                              f"got {physics_projection}")
+        for name, value, onto in (("physics", physics_projection, "a simulated path"),
+                                  ("trajectory", trajectory_projection, "its asked path")):
+            if not 0 <= value <= 1:
+                raise KinemaError(f"{name} projection must be in [0, 1] (the share of the way onto {onto}), got "
+                                  f"{value}")
+        if trajectory_projection > 0 and trajectory is None:
+            raise KinemaError("trajectory projection moves objects onto their paths: give a trajectory "
+                              "(--trajectory), or trajectory_projection=0")
         if trajectory is not None:
             if height != width:
                 raise KinemaError(f"a trajectory is drawn in a square frame: the videos are {height}x{width}")
@@ -584,6 +592,8 @@ class TextToVideoPipeline:
                 video = sample_fn(denoise, x, times, self.schedule, generator=generator,
                                   callback=lambda *_: bar.update(1))
             video = self.pixels_of(video, given)
+            if trajectory_projection > 0:
+                video = self._on_trajectory(video, trajectory, plan, trajectory_projection)
             if given is not None and keyframe_physics > 0:
                 video = self._on_keyframe_paths(video, given.to(self.device), keyframe_physics)
             return video.clamp(-1, 1)
@@ -604,6 +614,14 @@ class TextToVideoPipeline:
         else:  # pixels given in part, an edit, time-anchored prompts or a moving camera (objects change by design)
             return sample(0).cpu()
         return fewest_faults(sample, faults, retries).cpu()
+
+    @staticmethod
+    def _on_trajectory(video: Tensor, trajectory: TrajectorySpec, plan: PromptPlan, share: float) -> Tensor:
+        """Videos [B, 3, T, H, W] with each object of `trajectory` (at the videos' size and frames; bound to it by the
+        first video's prompt, as guidance binds them) moved `share` of the way onto its path."""
+        colours = bind_objects(trajectory, " ".join(text[0] for text in plan.texts))
+        targets = trajectory.positions().to(video.device).expand(len(video), -1, -1, -1)
+        return move_objects(video, colours, targets, share)
 
     def simulated_starts(self, known: KnownPixels, plan: PromptPlan, seed: int) -> Tensor:
         """[B, C, T, H, W]: the objects of each video's one whole given frame run forward and back by the simulator
