@@ -96,6 +96,7 @@ def test_a_video_from_text_alone_is_held_to_the_balls_most_of_its_frames_show():
     noise = torch.rand(1, 3, frames, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     videos = torch.cat([drawn(clip, radii=radii), drawn(clip, colours=colours), noise])
     assert consistency_faults(videos, AREA).tolist() == [3, 1, 0]  # no scene of balls: nothing to check
+    assert consistency_faults(videos, AREA, scene_required=True).tolist() == [3, 1, frames]  # ... or broke up
     split = clip.positions.numpy().copy()
     split[:, 1] = [[4.0, 4.0]] * frames
     halves = np.concatenate([clip.positions.numpy(), split[:, 1:]], axis=1)  # ball 1 as two discs of half its area
@@ -226,9 +227,10 @@ def test_a_video_from_text_alone_whose_frames_disagree_is_sampled_again(pipe, mo
     second = pipe("", retries=0, seed=attempt_seed(0, 1), **OPTIONS)
     checks, asked = [], []
 
-    def faults(video, disc_area, named, directions, least_step):
+    def faults(video, disc_area, named, directions, least_step, scene_required):
         checks.append(video)
         asked.append((named, directions, least_step))
+        assert scene_required  # a model of the balls data: a video that is no scene of balls broke up
         return torch.tensor([1 if len(checks) == 1 else 0])
 
     monkeypatch.setattr(t2v, "consistency_faults", faults)

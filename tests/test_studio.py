@@ -76,8 +76,8 @@ def test_the_listed_command_makes_the_same_video_as_the_studio(task, model, pipe
     if task == "generate":
         _two_ball_path(studio)
         job = Job("generate", "a red ball bounces", model, {"trajectory": "trajectory.json"},
-                  dict(seed=3, steps=2, guidance=3.0, negative_prompt="a blue ball", speed=1.5, trajectory_guidance=2),
-                  scale=2)
+                  dict(seed=3, steps=2, guidance=3.0, negative_prompt="a blue ball", speed=1.5, trajectory_guidance=2,
+                       trajectory_projection=1.0), scale=2)
     else:
         _clip(studio / "clip.mp4")
         mask = np.zeros((16, 16, 3), np.uint8)

@@ -148,6 +148,7 @@ def test_clicking_points_on_the_canvas_draws_the_path_the_server_generates_with(
         page.locator("#trajectory-download").click()
     downloaded = json.loads(Path(download.value.path()).read_text())
     page.locator("#prompt textarea").fill(PROMPT)
+    page.locator("#trajectory-projection input").check()
     page.locator("#generate-motion").click()
     _result_video(page, tmp_path)
     page.shot("video")
@@ -159,7 +160,8 @@ def test_clicking_points_on_the_canvas_draws_the_path_the_server_generates_with(
     assert len(ball["points"]) == 3
     for (x, y), (ex, ey) in zip(ball["points"], expected):
         assert abs(x - ex) < 0.15 and abs(y - ey) < 0.15
-    assert "--trajectory trajectory.json" in json.loads((newest / "settings.json").read_text())["command"]
+    command = json.loads((newest / "settings.json").read_text())["command"]
+    assert "--trajectory trajectory.json" in command and "--trajectory-projection 1.0" in command
     assert downloaded == received  # the file a user downloads is the one generation used
     drawn = page.locator("#canvas img").get_attribute("src")
     page.locator("#on-result").click()  # the result's first frame under the paths

@@ -90,13 +90,14 @@ def against_asked_ways(detections: list, directions: dict[str, tuple[float, floa
 
 def consistency_faults(video: Tensor, disc_area: float, named: Sequence[Collection[str]] | None = None,
                        directions: Sequence[dict[str, tuple[float, float]]] | None = None,
-                       least_step: float = 0.0) -> Tensor:
+                       least_step: float = 0.0, scene_required: bool = False) -> Tensor:
     """Frames per video [B] (long) of videos [B, 3, T, H, W] in [-1, 1] made with no frame given that break object
     permanence: whose balls differ from those most of the video's frames show, or whose colour masses are off their
     median over the frames (as `identity_faults` measures), or whose ball colours are not the BALL_COLORS names
     `named[b]` of the video's prompt (none named: not checked); plus one for each colour of `directions[b]` whose
-    ball does not go its asked way at `least_step` px per frame (`against_asked_ways`); 0 for a video that is no
-    scene of balls over black."""
+    ball does not go its asked way at `least_step` px per frame (`against_asked_ways`). A video that is no scene of
+    balls over black has 0 (nothing to check), or, when `scene_required` (a model of the balls data, which only
+    ever saw such scenes), every frame: it broke up."""
     video = video.detach().float().cpu()
     masses = colour_masses(video)  # [B, P, T]
     faults = torch.zeros(video.shape[0], dtype=torch.long)
@@ -105,6 +106,7 @@ def consistency_faults(video: Tensor, disc_area: float, named: Sequence[Collecti
         colours = frozenset(palette.index(name) for name in named[b]) if named is not None and named[b] else None
         detections = detect_balls_in_clip(video[b])
         if ball_scene_problem(video[b], detections):
+            faults[b] = video.shape[2] if scene_required else 0
             continue
         shown = Counter(_colour_counts(frame.labels.tolist()) for frame in detections)
         reference = shown.most_common(1)[0][0]

@@ -610,7 +610,8 @@ class TextToVideoPipeline:
             named = [{colour for colour in prompt_colours(text) if colour} for text in plan.texts[0]]
             faults = partial(consistency_faults, disc_area=disc_area, named=named,
                              directions=[colour_directions(text) for text in plan.texts[0]],
-                             least_step=DIRECTION_MIN_SPEED * width / self.simulator.size)
+                             least_step=DIRECTION_MIN_SPEED * width / self.simulator.size,
+                             scene_required=self.config.data_kind == "balls")
         else:  # pixels given in part, an edit, time-anchored prompts or a moving camera (objects change by design)
             return sample(0).cpu()
         return fewest_faults(sample, faults, retries).cpu()

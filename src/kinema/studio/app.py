@@ -205,6 +205,8 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                                                                         elem_id="trajectory-download")
                                 trajectory_guidance = gr.Number(1.0, label="trajectory guidance (0: the map "
                                                                 "alone, for a model trained with it)", minimum=0)
+                                land_on_path = gr.Checkbox(False, label="move the balls onto their paths when done "
+                                                           "(trajectory projection)", elem_id="trajectory-projection")
                         with gr.Row():
                             camera = gr.Textbox("", label="camera move per frame step, e.g. pan-left:2,zoom-in:1.02 "
                                                 f"({', '.join(MOVES)})", elem_id="camera")
@@ -357,7 +359,8 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
         preset.change(lambda value: value, preset, camera)
 
         def motion(model_dir, text, negative_text, seed_value, steps_value, sampler_value, guidance_value, data,
-                   camera_text, guidance_to_path, knobs_set, *knob_values, progress=gr.Progress(track_tqdm=True)):
+                   camera_text, guidance_to_path, land, knobs_set, *knob_values,
+                   progress=gr.Progress(track_tqdm=True)):
             found = pipelines.card(model_dir)
 
             def make(staging):
@@ -369,6 +372,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
                     (staging / TRAJECTORY_FILE).write_text(json.dumps(canvas.complete_objects(data), indent=2))
                     inputs["trajectory"] = TRAJECTORY_FILE
                     options["trajectory_guidance"] = guidance_to_path
+                    options["trajectory_projection"] = 1.0 if land else None
                 steering = {name: value for name, value in zip(KNOBS, knob_values) if name in knobs_set}
                 if camera_text.strip():
                     steering["camera"] = camera_text.strip()
@@ -380,7 +384,7 @@ def build_app(model: str | None = None, gallery: str | Path = "kinema-gallery", 
             yield from submit(make)
 
         generate_motion.click(motion, [model_state, prompt, negative, *sampler_inputs, trajectory, camera,
-                                       trajectory_guidance, knobs_on, *knobs.values()], outputs)
+                                       trajectory_guidance, land_on_path, knobs_on, *knobs.values()], outputs)
 
         # -- the gallery: listed on every page load; a click shows the entry
         app.load(lambda: _gallery(shelf), None, gallery_view)

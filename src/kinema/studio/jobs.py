@@ -20,8 +20,8 @@ TASKS = ("generate", "animate", "predict", "interpolate", "inpaint", "edit")
 FILE_OPTIONS = {"mask": "--mask", "trajectory": "--trajectory"}  # input files the commands take as options
 POSITIONAL_FILE = {"animate": "image", "predict": "clip", "interpolate": "clip", "inpaint": "clip", "edit": "clip"}
 SAMPLING = ("seed", "steps", "sampler", "guidance", "negative_prompt")  # every command's sampler options
-GENERATE_ONLY = ("num_frames", "label", "direction_guidance", "trajectory_guidance", "camera", "camera_guidance",
-                 "speed", "brightness", "motion_amount")
+GENERATE_ONLY = ("num_frames", "label", "direction_guidance", "trajectory_guidance", "trajectory_projection", "camera",
+                 "camera_guidance", "speed", "brightness", "motion_amount")
 TASK_ONLY = {"animate": ("last", "num_frames", "motion_strength"), "predict": ("frames", "context"),
              "interpolate": ("factor",), "inpaint": ("pad",), "edit": ("strength", "source")}
 KNOBS = ("speed", "brightness", "motion_amount")
