@@ -140,6 +140,24 @@ def test_guidance_energies_read_a_latent_models_decoded_video(vae_dir):
     assert energy(on).item() < 0.9 * energy(plain).item(), (energy(on).item(), energy(plain).item())
 
 
+def test_a_latent_models_finished_video_is_projected_again_in_pixels(vae_dir, monkeypatch):
+    """Decoding moves the balls of a projected estimate again: the physics projection acts once more on the decoded
+    video, whose result is the output (here a marker: the number of projections so far)."""
+    model, config = latent_config(vae_dir)
+    pipe = TextToVideoPipeline(model, config)
+    calls = []
+
+    def marking(video, colours, simulator, strength):
+        calls.append((tuple(video.shape), colours, strength))
+        return torch.full_like(video, len(calls) / 100)
+
+    monkeypatch.setattr(text_to_video, "project_to_physics", marking)
+    video = pipe("a red ball", physics_projection=0.5, steps=4, sampler="ddim", guidance=1.0, retries=0,
+                 physics_start=0.0, progress=False)
+    assert calls == [((1, 3, FRAMES, SIZE, SIZE), ["red"], 0.5)] * 3  # estimates at t = 0.5, 0.25; the video
+    torch.testing.assert_close(video, torch.full_like(video, 0.03))
+
+
 def test_identity_guidance_keeps_the_colours_a_latent_models_given_frame_shows(vae_dir, monkeypatch):
     """Animating a given frame: the colour masses to keep are read on the given pixels (not on their latents)."""
     model, config = latent_config(vae_dir, frame_conditioning=True)

@@ -37,10 +37,10 @@ def test_config_key_takes_every_grid_and_names_itself_when_wrong():
 def test_pipeline_samples_on_the_chosen_grid_and_defaults_to_the_config(tiny_config):
     config = tiny_config("model.text_dim=0", "sample.time_grid=shifted", "diffusion.schedule=flow")
     pipe, seen = _pipeline_and_seen_times(config)
-    pipe([""], steps=4, progress=False)
+    pipe([""], steps=4, retries=0, progress=False)
     assert seen == _expected(config, 4, "shifted")
     seen.clear()
-    pipe([""], steps=4, time_grid="karras", progress=False)
+    pipe([""], steps=4, time_grid="karras", retries=0, progress=False)
     assert seen == _expected(config, 4, "karras")
     assert _expected(config, 4, "karras") != _expected(config, 4, "shifted")
 

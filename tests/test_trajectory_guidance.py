@@ -249,7 +249,7 @@ def test_projection_moves_each_videos_named_objects_in_the_later_half_of_the_ste
 
     monkeypatch.setattr(text_to_video, "project_to_physics", recording)
     pipe(["a green ball and a red ball", "a ball"], physics_projection=0.5, steps=4, sampler="ddim", num_frames=4,
-         height=16, width=16, guidance=1.0, progress=False)
+         height=16, width=16, guidance=1.0, retries=0, progress=False)
     assert calls == [(1, ["green", "red"], 0.5), (1, [None], 0.5)] * 2  # at t = 0.5 and 0.25 of 1, 0.75, 0.5, 0.25
 
 

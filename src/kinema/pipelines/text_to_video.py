@@ -59,6 +59,14 @@ SHIPPED_CONTROL_MODEL = PRETRAINED / "balls_control"  # the pixel model fine-tun
 SHIPPED_CAMERA_MODEL = PRETRAINED / "camera_discs"  # the pixel model fine-tuned on camera moves over still discs
 
 
+def _named_objects(plan: PromptPlan, trajectory: TrajectorySpec | None) -> tuple[list | None, list[list]]:
+    """(the trajectory objects' colours, bound by the first video's prompt: every prompt must name every object, or
+    None without a trajectory; each video's objects to steer: those colours, or the ones its prompt names)."""
+    prompts = [" ".join(phrases) for phrases in zip(*plan.texts)]
+    bound = None if trajectory is None else [bind_objects(trajectory, prompt) for prompt in prompts][0]
+    return bound, [bound or prompt_colours(prompt) for prompt in prompts]
+
+
 def shipped_model(frames: bool = False, controls: bool = False, text: Path = SHIPPED_MODEL,
                   camera: bool = False) -> Path:
     """The model Kinema ships: for text to video (`text`, by default the default one), (`frames`) for known frames,
@@ -287,19 +295,15 @@ class TextToVideoPipeline:
         frame), then, with `physics_projection` in (0, 1], each estimate's objects moved that share of the way onto
         the simulator's fit of their paths at times <= 0.5 (project_to_physics). A latent model's energies and
         projection read its decoded estimate (kinema.autoencoder.latent_space)."""
-        prompts = [" ".join(phrases) for phrases in zip(*plan.texts)]
-        bound = None  # the trajectory objects' colours; every prompt must name every object
-        if trajectory is not None:
-            bound = [bind_objects(trajectory, prompt) for prompt in prompts][0]
+        bound, objects = _named_objects(plan, trajectory)
         energies = []
         directions = motion_from_prompts(plan.texts[0]).to(self.device)
         if direction_guidance > 0 and not plan.anchored and directions.any():
             energies.append((direction_guidance, direction_energy(directions)))
         if bound is not None and trajectory_guidance > 0:
-            targets = trajectory.positions()[:, start:stop].to(self.device).expand(len(prompts), -1, -1, -1)
-            radii = torch.tensor([[o.radius for o in trajectory.objects]] * len(prompts), device=self.device)
+            targets = trajectory.positions()[:, start:stop].to(self.device).expand(len(objects), -1, -1, -1)
+            radii = torch.tensor([[o.radius for o in trajectory.objects]] * len(objects), device=self.device)
             energies.append((trajectory_guidance, trajectory_energy(targets, radii, bound)))
-        objects = [bound or prompt_colours(prompt) for prompt in prompts]
         simulator = self.simulator
         if physics_guidance > 0:
             energies.append((physics_guidance, _per_video([physics_energy(colours, simulator)
@@ -309,7 +313,7 @@ class TextToVideoPipeline:
                                                                       simulator)
                                                          for b, colours in enumerate(objects)])))
         if camera is not None and camera_guidance > 0:
-            steps = camera[start : max(start, stop - 1)].to(self.device).expand(len(prompts), -1, -1)
+            steps = camera[start : max(start, stop - 1)].to(self.device).expand(len(objects), -1, -1)
             energies.append((camera_guidance, camera_energy(steps)))
         if identity_guidance > 0:
             named, unnamed = self.named_colours(plan, start, stop)
@@ -592,6 +596,10 @@ class TextToVideoPipeline:
                 video = sample_fn(denoise, x, times, self.schedule, generator=generator,
                                   callback=lambda *_: bar.update(1))
             video = self.pixels_of(video, given)
+            if physics_projection > 0 and self.latents is not None:  # decoding moved the projected balls again
+                objects = _named_objects(plan, trajectory)[1]
+                video = torch.cat([project_to_physics(video[b:b + 1], colours, self.simulator, physics_projection)
+                                   for b, colours in enumerate(objects)])
             if trajectory_projection > 0:
                 video = self._on_trajectory(video, trajectory, plan, trajectory_projection)
             if given is not None and keyframe_physics > 0:
@@ -620,7 +628,7 @@ class TextToVideoPipeline:
     def _on_trajectory(video: Tensor, trajectory: TrajectorySpec, plan: PromptPlan, share: float) -> Tensor:
         """Videos [B, 3, T, H, W] with each object of `trajectory` (at the videos' size and frames; bound to it by the
         first video's prompt, as guidance binds them) moved `share` of the way onto its path."""
-        colours = bind_objects(trajectory, " ".join(text[0] for text in plan.texts))
+        colours = _named_objects(plan, trajectory)[0]
         targets = trajectory.positions().to(video.device).expand(len(video), -1, -1, -1)
         return move_objects(video, colours, targets, share)
 
