@@ -443,11 +443,12 @@ class TextToVideoPipeline:
         trajectory) on a trajectory energy (kinema.control.trajectory_energy); `physics_guidance` pushes the objects
         toward constant gravity, smooth acceleration and no overlap (kinema.control.physics_energy), and
         `physics_projection` in [0, 1] moves each estimate's objects that share of the way onto the simulator's fit of
-        their paths in the later half of the steps; `trajectory_projection` in [0, 1] moves each finished video's
-        objects that share of the way onto their asked paths (by warping their pixels, as the physics projection
-        does; projected sampling's last step, Christopher et al. 2024). `identity_guidance` (default: the model's sampling spec) keeps each
-        object's count and colour over the frames: those of the wholly given frames, else those the prompt names, else
-        (no colour named, or a model without text) each colour's own mass over time (kinema.control.identity_energy).
+        their paths in the later half of the steps (a latent model's finished video once more, in pixels);
+        `trajectory_projection` in [0, 1] moves each finished video's objects that share of the way onto their asked
+        paths (by warping their pixels, as the physics projection does; projected sampling's last step, Christopher
+        et al. 2024). `identity_guidance` (default: the model's sampling spec) keeps each object's count and colour
+        over the frames: those of the wholly given frames, else those the prompt names, else (no colour named, or a
+        model without text) each colour's own mass over time (kinema.control.identity_energy).
         All guidance energies share one backward pass per step. `keyframe_physics` in [0, 1] (default 1 for a pixel
         model of the balls data, else 0) moves each object seen in every given frame of a video with sparse keyframes
         (3 or more unknown frames between two) that share of the way, once sampled, onto the physical path
