@@ -262,8 +262,8 @@ def generate(
     physics_projection: float = typer.Option(0.0, "--physics-projection", help="0..1: move the objects that share "
                                              "of the way onto a simulated path in the later sampling steps"),
     trajectory_projection: float = typer.Option(0.0, "--trajectory-projection", help="0..1: move the --trajectory "
-                                                "objects that share of the way onto their paths in the later "
-                                                "sampling steps"),
+                                                "objects of the finished video that share of the way onto their "
+                                                "paths"),
     camera: Optional[str] = typer.Option(None, "--camera", help="camera move per frame step, e.g. "
                                          "'pan-left:2,zoom-in:1.02' (pan/tilt px, zoom factor, roll deg), or a CSV / "
                                          "JSON file of one row per step; without -c, the shipped camera model (still "
@@ -310,7 +310,7 @@ def generate(
 
 
 def _steering(prompt, trajectory: Path | None, trajectory_guidance: float | None, physics_guidance: float,
-              physics_projection: float, trajectory_projection: float = 0.0) -> dict:
+              physics_projection: float, trajectory_projection: float) -> dict:
     """The pipeline's trajectory and physics options that are on, the trajectory file read and bound to the prompt
     (kinema.control.binding) before any model loads."""
     from kinema.control.binding import bound_trajectory

@@ -67,6 +67,13 @@ def _named_objects(plan: PromptPlan, trajectory: TrajectorySpec | None) -> tuple
     return bound, [bound or prompt_colours(prompt) for prompt in prompts]
 
 
+def _on_physical_paths(video: Tensor, objects: list[list], simulator: BouncingBallsConfig, share: float) -> Tensor:
+    """Videos [B, 3, T, H, W] with each video's `objects` (colours) moved `share` of the way onto the simulator's fit
+    of their paths (kinema.control.physics_energy.project_to_physics)."""
+    return torch.cat([project_to_physics(video[b:b + 1], colours, simulator, share)
+                      for b, colours in enumerate(objects)])
+
+
 def shipped_model(frames: bool = False, controls: bool = False, text: Path = SHIPPED_MODEL,
                   camera: bool = False) -> Path:
     """The model Kinema ships: for text to video (`text`, by default the default one), (`frames`) for known frames,
@@ -333,8 +340,7 @@ class TextToVideoPipeline:
             if t.max() > 0.5:  # the estimate holds no object worth fitting yet
                 return x0
             video = x0 if self.latents is None else self.latents.decode(x0)
-            moved = torch.cat([project_to_physics(video[b:b + 1], colours, simulator, physics_projection)
-                               for b, colours in enumerate(objects)])
+            moved = _on_physical_paths(video, objects, simulator, physics_projection)
             return moved if self.latents is None else self.latents.encode(moved)
 
         return projected
@@ -598,9 +604,8 @@ class TextToVideoPipeline:
                                   callback=lambda *_: bar.update(1))
             video = self.pixels_of(video, given)
             if physics_projection > 0 and self.latents is not None:  # decoding moved the projected balls again
-                objects = _named_objects(plan, trajectory)[1]
-                video = torch.cat([project_to_physics(video[b:b + 1], colours, self.simulator, physics_projection)
-                                   for b, colours in enumerate(objects)])
+                video = _on_physical_paths(video, _named_objects(plan, trajectory)[1], self.simulator,
+                                           physics_projection)
             if trajectory_projection > 0:
                 video = self._on_trajectory(video, trajectory, plan, trajectory_projection)
             if given is not None and keyframe_physics > 0:
