@@ -1,5 +1,5 @@
-"""Camera-controlled generation measured against the asked moves: the camera map alone, the map with camera guidance,
-and camera guidance alone (chapter 11.3 camera control).
+"""Camera-controlled generation measured against the asked moves: the camera maps alone, with camera guidance, with a
+warped start, and guidance alone (chapter 11.3 camera control).
 
 A model trained with the `camera` control (configs/camera_control.yaml) makes videos for held-out moves: pans and
 tilts of 0.6-1.8 px per frame both ways, zooms of 2.5% and 5% in and out and rolls of 2 and 4 degrees both ways,
@@ -10,6 +10,10 @@ from sampling seeds that training never drew. Each move is given these ways:
 - map + warped start: the map, in two passes: a first video's frame 0 is carried along the move and noised to time
   S, and the model denoises it again (`--camera-warp S`, default 0.6; kinema.control.camera.camera_warped);
 - map + warped start + guidance: both;
+- map + view, view (flow map at zeros), map + view + warped start (a model trained with the `camera_view` map too,
+  configs/camera_view.yaml): a first video's frame 0 rendered along the move is the model's second map, and the
+  model draws the video again from noise reading it (kinema.control.camera.camera_view), with and without the
+  flow map and the warped start;
 - warped start (no map): the warped start with the map at zeros, i.e. what the warp does without the trained map;
 - guidance (no map): the same model with its map left at zeros ("no control", which training's control dropout
   taught it) and guidance W, i.e. what guidance alone does;
@@ -41,6 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from camera_control import dataset_clips, summary  # noqa: E402
 
+from kinema.conditioning.controls import CONTROL_MAPS  # noqa: E402
 from kinema.control.camera import parse_camera  # noqa: E402
 from kinema.metrics.camera import estimate_camera  # noqa: E402
 from kinema.pipelines.text_to_video import TextToVideoPipeline  # noqa: E402
@@ -53,25 +58,33 @@ HELD_OUT_MOVES = (  # inside the training ranges (pans 0.5-2 px, zooms 1.5-6% in
     "pan-right:1.4", "tilt-down:1.8", "zoom-in:1.05", "roll-cw:4",
     "pan-left:1.4", "tilt-up:1.8", "zoom-out:1.05", "roll-ccw:4",
 )
-VARIANTS = {  # name -> (whether camera guidance is on, whether the model reads the move as its map, warped start)
-    "map": (False, True, False),
-    "map + guidance": (True, True, False),
-    "map + warped start": (False, True, True),
-    "map + warped start + guidance": (True, True, True),
-    "guidance (no map)": (True, False, False),
-    "warped start (no map)": (False, False, True),
-    "unsteered (no map or guidance)": (False, False, False),
+VARIANTS = {  # name -> (camera guidance on, the move as the flow map, frame 0's render as the view map, warped start)
+    "map": (False, True, False, False),
+    "map + guidance": (True, True, False, False),
+    "map + warped start": (False, True, False, True),
+    "map + warped start + guidance": (True, True, False, True),
+    "map + view": (False, True, True, False),
+    "view (flow map at zeros)": (False, False, True, False),
+    "map + view + warped start": (False, True, True, True),
+    "guidance (no map)": (True, False, False, False),
+    "warped start (no map)": (False, False, False, True),
+    "unsteered (no map or guidance)": (False, False, False, False),
 }
+VIEWING = [name for name, (_, _, view, _) in VARIANTS.items() if view]  # for models trained with `camera_view`
 
 MAX_PIXEL_NOISE = 2.0  # a video whose pixel_step is over twice the dataset clips' is noise, not a moving picture
 
 
 def generate(pipe: TextToVideoPipeline, move: torch.Tensor, count: int, seed: int, steps: int | None,
-             guidance: float, with_map: bool, warp: float) -> torch.Tensor:
-    """`count` videos [N, 3, T, H, W] of one camera move (steps [T-1, 4]); without the map the model reads zeros;
-    `warp` > 0 starts from the first video's frame 0 carried along the move, noised to that time."""
+             guidance: float, with_map: bool, with_view: bool, warp: float) -> torch.Tensor:
+    """`count` videos [N, 3, T, H, W] of one camera move (steps [T-1, 4]); a map left out reads zeros; `with_view`
+    renders a first video's frame 0 along the move as the `camera_view` map; `warp` > 0 starts from that frame 0
+    carried along the move, noised to that time."""
     spec = pipe.spec
-    controls = None if with_map else {"camera": torch.zeros(1, 2, spec.num_frames, spec.height, spec.width)}
+    zeros = {name: torch.zeros(1, CONTROL_MAPS[name].channels, spec.num_frames, spec.height, spec.width)
+             for name in pipe.model.controls}
+    controls = {name: zeros[name] for name, used in (("camera", with_map), ("camera_view", with_view))
+                if not used and name in zeros}
     return pipe([""] * count, camera=move, camera_guidance=guidance, camera_warp=warp, controls=controls, seed=seed,
                 steps=steps, progress=False)
 
@@ -100,7 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--per-move", type=int, default=2, help="videos per move and variant")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
     parser.add_argument("--seed", type=int, default=1000, help="first sampling seed (and the floor clips' seed)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
+    parser.add_argument("--variants", default=None, help="comma-separated subset of the variants (default: all "
+                        "the model can run: the view rows need a model trained with model.controls=[..., camera_view])")
     parser.add_argument("--camera-guidance", type=float, default=1.0, help="the guided variants' weight W")
     parser.add_argument("--camera-warp", type=float, default=0.6, help="the warped-start variants' noise time S")
     parser.add_argument("--sheet", type=Path, default=None, help="also write a PNG contact sheet per variant here")
@@ -110,6 +124,11 @@ def main(argv: list[str] | None = None) -> dict:
     pipe = TextToVideoPipeline.from_pretrained(args.model)
     if "camera" not in pipe.model.controls:
         raise SystemExit(f"{args.model}: the model reads no camera map (train one with model.controls=[camera])")
+    viewing = "camera_view" in pipe.model.controls
+    variants = args.variants.split(",") if args.variants else [n for n in VARIANTS if viewing or n not in VIEWING]
+    if not viewing and set(variants) & set(VIEWING):
+        raise SystemExit(f"{args.model}: the model reads no camera_view map (train one with model.controls=[camera, "
+                         f"camera_view]); leave out {', '.join(sorted(set(variants) & set(VIEWING)))}")
     spec = pipe.spec
     frames, size = spec.num_frames, spec.height
     names = HELD_OUT_MOVES[: args.moves]
@@ -126,12 +145,12 @@ def main(argv: list[str] | None = None) -> dict:
     data_step = pixel_step(floor_videos)
     print_rows("floor: dataset clips", floor, None, 1.0)
     results = {"floor: dataset clips": {"motions": floor, "seconds_per_video": None, "pixel_noise_vs_data": 1.0}}
-    for name in args.variants.split(","):
-        guided, with_map, warped = VARIANTS[name]
+    for name in variants:
+        guided, with_map, with_view, warped = VARIANTS[name]
         guidance = args.camera_guidance if guided else 0.0
         start = time.perf_counter()
         videos = torch.cat([generate(pipe, move, args.per_move, args.seed + i, args.steps, guidance, with_map,
-                                     args.camera_warp if warped else 0.0)
+                                     with_view, args.camera_warp if warped else 0.0)
                             for i, move in enumerate(moves)])
         seconds = (time.perf_counter() - start) / len(videos)
         rows = summary(asked, estimate_camera(videos), motions, size)

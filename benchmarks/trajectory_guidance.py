@@ -89,10 +89,14 @@ def run(args: argparse.Namespace) -> dict:
         videos, start = [], time.perf_counter()
         for i, clip in enumerate(clips):
             videos.append(pipe(prompt_of(clip), trajectory=spec_of(clip), trajectory_guidance=weight,
-                               direction_guidance=0.0, seed=i, progress=False))
+                               direction_guidance=0.0, physics_start=args.physics_start,
+                               trajectory_projection=args.projection, seed=i, progress=False))
         rows[f"{weight:g}"] = summary(torch.cat(videos), clips, time.perf_counter() - start)
     return {"model": "shipped" if args.checkpoint is None else relative(args.checkpoint),
-            "reads_trajectory_control": "trajectory" in pipe.model.controls, "videos": args.videos, "held_out_seed": args.seed, "prompts": [prompt_of(c) for c in clips],
+            "reads_trajectory_control": "trajectory" in pipe.model.controls, "videos": args.videos,
+            "held_out_seed": args.seed, "prompts": [prompt_of(c) for c in clips],
+            "physics_start": pipe.spec.defaults.physics_start if args.physics_start is None else args.physics_start,
+            "trajectory_projection": args.projection,
             "size": pipe.spec.width, "frames": pipe.spec.num_frames, "steps": pipe.spec.defaults.steps,
             "sampler": pipe.spec.defaults.sampler, "weights": rows, "machine": machine_info(torch.device("cpu"))}
 
@@ -113,6 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--videos", type=int, default=8, help="held-out paths (one video each per weight)")
     parser.add_argument("--weights", type=lambda s: [float(w) for w in s.split(",")], default=[0.0, 1.0, 3.0, 10.0])
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="dataset seed of the held-out paths")
+    parser.add_argument("--physics-start", type=float, default=None, help="the simulated start's time, whose "
+                        "objects the paths move (default: the model's; 0 = off)")
+    parser.add_argument("--projection", type=float, default=0.0, help="trajectory projection share (default 0)")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "trajectory_guidance.json")
     return parser.parse_args(argv)
 

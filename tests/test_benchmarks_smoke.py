@@ -155,18 +155,27 @@ def test_camera_generation_tiny_run_scores_every_variant_and_guidance_pulls_towa
     camera_generation = importlib.import_module("camera_generation")
     results = camera_generation.main(["--model", str(tmp_path / "model"), "--moves", "4", "--per-move", "1",
                                       "--steps", "2", "--json", str(tmp_path / "camera.json")])
-    assert set(results) == {"floor: dataset clips", *camera_generation.VARIANTS}
+    run = [n for n in camera_generation.VARIANTS if n not in camera_generation.VIEWING]  # it reads no view map
+    assert set(results) == {"floor: dataset clips", *run}
     assert {motion: row["clips"] for motion, row in results["map"]["motions"].items()} == {
         "pan": 1, "tilt": 1, "zoom": 1, "roll": 1, "all": 4}
     assert results["floor: dataset clips"]["motions"]["all"]["error_px_per_frame"][0] < 0.2  # real clips: near exact
-    error = {name: results[name]["motions"]["all"]["error_px_per_frame"][0] for name in camera_generation.VARIANTS}
+    error = {name: results[name]["motions"]["all"]["error_px_per_frame"][0] for name in run}
     assert error["map + guidance"] < 0.8 * error["map"]  # camera guidance pulls the untrained model's videos along
     # ... but they are moving noise, not pictures: the pixel-noise check keeps them from meeting the targets
     noise = results["map + guidance"]["pixel_noise_vs_data"]
     assert noise > camera_generation.MAX_PIXEL_NOISE and not results["map + guidance"]["meets_targets"]
-    assert all(results[name]["seconds_per_video"] > 0 for name in camera_generation.VARIANTS)
+    assert all(results[name]["seconds_per_video"] > 0 for name in run)
     assert json.loads((tmp_path / "camera.json").read_text())["config"]["moves"] == list(
         camera_generation.HELD_OUT_MOVES[:4])
+    with pytest.raises(SystemExit, match="reads no camera_view map"):
+        camera_generation.main(["--model", str(tmp_path / "model"), "--variants", "map + view"])
+    viewing = tiny_denoiser("video_unet", text_dim=0, controls=("camera", "camera_view")).eval()
+    save_pretrained(tmp_path / "viewing", viewing, Config("video_unet", viewing.config, "camera",
+                                                          CameraMotionConfig(num_frames=4, size=16)))
+    views = camera_generation.main(["--model", str(tmp_path / "viewing"), "--moves", "2", "--per-move", "1",
+                                    "--steps", "2", "--json", str(tmp_path / "view.json")])
+    assert set(views) == {"floor: dataset clips", *camera_generation.VARIANTS}
 
 
 def test_studio_memory_counts_the_server_and_its_child_processes(bench):

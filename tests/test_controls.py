@@ -286,3 +286,79 @@ def test_a_camera_warp_redraws_the_first_videos_frame_0_carried_along_the_move(t
     for options, match in bad:
         with pytest.raises(KinemaError, match=match):
             pipe("a red ball", steps=1, progress=False, **options)
+
+
+def test_camera_view_carries_frame_0_along_the_move_and_marks_what_it_saw():
+    from kinema.control.camera import camera_view, parse_camera
+
+    picture = torch.rand(2, 3, 12, 16) * 2 - 1
+    view = camera_view(picture, parse_camera("pan-right:2", 4)[None])  # the picture slides 2 px left a step
+    assert view.shape == (2, 4, 4, 12, 16)
+    torch.testing.assert_close(view[:, :3, 0], picture)
+    assert bool((view[:, 3, 0] == 1).all())
+    for t in range(1, 4):
+        shift = 2 * t
+        torch.testing.assert_close(view[:, :3, t, :, : 16 - shift], picture[:, :, :, shift:])
+        assert bool((view[:, 3, t, :, : 16 - shift] == 1).all())
+        assert bool((view[:, 3, t, :, 16 - shift + 1 :] == 0).all())
+        assert view[:, :3, t, :, 16 - shift + 1 :].abs().max() == 0  # what came into view is unknown: zeros
+
+
+def test_the_camera_view_map_is_each_clips_frame_0_seen_along_its_own_move():
+    from kinema.data.camera import CameraMotion, CameraMotionConfig
+
+    data = CameraMotion(CameraMotionConfig(num_frames=4, size=16, texture="noise"), seed=0)
+    items = [data[i] for i in range(4)]
+    batch = {"video": torch.stack([it["video"] for it in items]), "camera": torch.stack([it["camera"] for it in items])}
+    _, control, _ = training_controls(("camera_view",), (), batch, batch["video"], [torch.Generator()] * 4, 0.0)
+    assert control.shape == (4, 4, 4, 16, 16)
+    torch.testing.assert_close(control[:, :3, 0], batch["video"][:, :, 0])  # frame 0 is the clip's, all in view
+    seen = control[:, 3:, 1:] > 0
+    assert seen.float().mean() > 0.5
+    rendered, frames = control[:, :3, 1:], batch["video"][:, :, 1:]
+    own = ((rendered - frames).abs() * seen).sum() / (seen.sum() * 3)
+    others = ((rendered - frames.roll(1, dims=0)).abs() * seen).sum() / (seen.sum() * 3)
+    assert own < 0.35 * others  # the render shows what the moving camera saw next, not another clip
+
+
+def test_a_camera_view_model_reads_frame_0_of_a_first_video_or_the_given_frame_rendered_along_the_move(
+        tiny_config, text_encoder):
+    from kinema.control.camera import camera_view, parse_camera
+
+    config = tiny_config("model.text_dim=384", "model.controls=[camera,camera_view]")
+    model = tiny_denoiser("video_unet", **{"text_dim": 384, "controls": ("camera", "camera_view")})
+    pipe = TextToVideoPipeline(model.eval(), config, text_encoder)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[2].control[:, 2:].clone()))
+    move = parse_camera("pan-left:2", 4)
+    first = pipe("a red ball", steps=2, progress=False, camera=move, camera_warp=0.0,
+                 controls={"camera_view": torch.zeros(1, 4, 4, 16, 16)})  # the map given: one plain pass
+    calls = len(seen)
+    seen.clear()
+    video = pipe("a red ball", steps=2, progress=False, camera=move, camera_warp=0.0)
+    assert all(bool((maps == 0).all()) for maps in seen[:calls])  # the first pass: no render yet
+    torch.testing.assert_close(seen[-1][0], camera_view(first[:, :, 0], move[None])[0])  # then frame 0's render
+    assert not torch.allclose(video, first)
+    seen.clear()
+    frame = torch.rand(3, 16, 16) * 2 - 1
+    pipe("a red ball", steps=2, progress=False, camera=move, camera_warp=0.0, known=KnownPixels.frames({0: frame}, 4))
+    assert len(seen) == calls  # one pass, reading the given frame's render
+    torch.testing.assert_close(seen[0][0], camera_view(frame[None], move[None])[0])
+
+
+def test_init_from_keeps_the_trained_maps_of_a_model_that_reads_one_more(tmp_path, tiny_config):
+    from kinema.models.pretrained import init_from_pretrained, save_pretrained
+
+    base_config = tiny_config("model.controls=[camera]")
+    base = tiny_denoiser("video_unet", text_dim=base_config.model.text_dim, controls=("camera",)).eval()
+    save_pretrained(tmp_path / "base", base, base_config)
+    for order in (("camera", "camera_view"), ("camera_view", "camera")):
+        grown = tiny_denoiser("video_unet", perturb=0, text_dim=base_config.model.text_dim, controls=order).eval()
+        assert init_from_pretrained(grown, tmp_path / "base") == []
+        x, t, cond = denoiser_inputs(base)
+        view = torch.zeros(*cond.control.shape[:1], 4, *cond.control.shape[2:])
+        maps = {"camera": cond.control, "camera_view": view}
+        with torch.no_grad():
+            expected = base(x, t, cond)
+            torch.testing.assert_close(grown(x, t, replace(cond, control=torch.cat([maps[n] for n in order], 1))),
+                                       expected)

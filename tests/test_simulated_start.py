@@ -228,3 +228,33 @@ def test_the_cli_animates_from_a_simulated_start_and_rejects_a_bad_one_in_one_li
     result = CliRunner().invoke(app, [*base, "--physics-start", "1.5"])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and "physics start must be in [0, 1)" in lines[0], lines
+
+
+def test_an_object_with_an_asked_path_follows_it_in_the_start_and_the_others_are_simulated():
+    frame = two_balls()
+    path = torch.tensor([[6.0 + 2.5 * t, 8.0 + 0.5 * t] for t in range(8)])  # not where any simulated draw goes
+    start = simulated_start(frame, 0, 8, CONFIG, {}, np.random.default_rng(3), asked_paths={"red": path})
+    plain = simulated_start(frame, 0, 8, CONFIG, {}, np.random.default_rng(3))
+    positions, _ = object_positions(start[None].double(), ["red", "blue"])
+    simulated, _ = object_positions(plain[None].double(), ["red", "blue"])
+    assert (positions[0, 0] - path.double()).norm(dim=-1).max() < 0.5
+    torch.testing.assert_close(positions[0, 1], simulated[0, 1])  # blue: the same simulated draw as without a path
+    lone = two_balls(centres=((10.0, 12.0),), radii=(3.5,))
+    anyway = simulated_start(lone, 0, 8, CONFIG, {}, np.random.default_rng(3), asked_paths={None: path})
+    assert (object_positions(anyway[None].double(), ["red"])[0][0, 0] - path.double()).norm(dim=-1).max() < 0.5
+
+
+def test_with_a_trajectory_the_physics_start_moves_its_objects_along_their_paths(pipe):
+    from kinema.control.trajectory import ObjectPath, TrajectorySpec
+
+    prompt = "a red ball"
+    spec = TrajectorySpec(32, 8, (ObjectPath("the red ball", "red", torch.tensor([[6.0 + 2.5 * t, 16.0]
+                                                                                 for t in range(8)]), 3.5),))
+    options = dict(OPTIONS, trajectory=spec, trajectory_guidance=0.0, retries=0)
+    known = known_first(two_balls())
+    start = pipe.simulated_starts(known, plan_prompts([prompt], 8, 4), seed=0, trajectory=spec)
+    red = object_positions(start.double(), ["red"])[0][0, 0]
+    assert (red - spec.positions()[0].double()).norm(dim=-1).max() < 0.5
+    made = pipe(prompt, known=known, physics_start=0.5, **options)
+    torch.testing.assert_close(made, pipe(prompt, known=known, init_video=start, strength=0.5, **options), atol=1e-5,
+                               rtol=0)

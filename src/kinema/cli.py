@@ -267,7 +267,8 @@ def generate(
     camera: Optional[str] = typer.Option(None, "--camera", help="camera move per frame step, e.g. "
                                          "'pan-left:2,zoom-in:1.02' (pan/tilt px, zoom factor, roll deg), or a CSV / "
                                          "JSON file of one row per step; without -c, the shipped camera model (still "
-                                         "discs) makes it"),
+                                         "discs) makes it; a model trained with the camera_view map reads a first "
+                                         "video's frame 0 rendered along the move"),
     camera_guidance: Optional[float] = typer.Option(None, "--camera-guidance", help="how hard guidance pulls the "
                                                     "video toward the camera move (default 1, or 0 for a model "
                                                     "trained with the camera control)"),

@@ -10,12 +10,14 @@ samples with any subset.
 
 Maps: `trajectory` (Gaussian heatmaps of the objects' centres, each in its object's colour), `object_flow` (each
 object's displacement to the next frame on its disc), `camera` (the flow a static scene shows under the camera's
-motion), `low_res_x2` / `low_res_x4` (the clip at half / quarter size, upsampled back: the condition of a
-super-resolution stage, Imagen Video / SVD; noised by `noise_aug` when the model reads that knob). Knobs: `speed`
-(objects' mean px per frame), `brightness` (a gain on the clip, drawn in training), `motion_amount` (mean absolute
-frame difference, SVD's motion bucket), `noise_aug` (the noise level of the low-res condition), `camera_pan` /
-`camera_tilt` / `camera_zoom` / `camera_roll` (the camera's mean move per step, as the camera-motion dataset holds
-it: px, px, log scale, degrees; one global number each, where the `camera` map gives the same move pixel by pixel).
+motion), `camera_view` (the clip's frame 0 as the moving camera sees it, and where it is in view: a render along the
+camera path; at sampling, of a first video's frame 0), `low_res_x2` / `low_res_x4` (the clip at half / quarter size,
+upsampled back: the condition of a super-resolution stage, Imagen Video / SVD; noised by `noise_aug` when the model
+reads that knob). Knobs: `speed` (objects' mean px per frame), `brightness` (a gain on the clip, drawn in training),
+`motion_amount` (mean absolute frame difference, SVD's motion bucket), `noise_aug` (the noise level of the low-res
+condition), `camera_pan` / `camera_tilt` / `camera_zoom` / `camera_roll` (the camera's mean move per step, as the
+camera-motion dataset holds it: px, px, log scale, degrees; one global number each, where the `camera` map gives the
+same move pixel by pixel).
 """
 
 from __future__ import annotations
@@ -110,6 +112,13 @@ def _camera_map(batch: dict, video: Tensor, extras: dict) -> Tensor:
     return camera_map(steps, *video.shape[-2:])
 
 
+def _camera_view_map(batch: dict, video: Tensor, extras: dict) -> Tensor:
+    from kinema.control.camera import camera_steps, camera_view
+
+    steps = camera_steps(_batch_camera(batch, video, "control 'camera_view'"), video.shape[2])
+    return camera_view(video[:, :, 0], steps)
+
+
 def _camera_part(index: int) -> Callable[[dict, Tensor, dict], Tensor]:
     def part(batch: dict, video: Tensor, extras: dict) -> Tensor:
         return _batch_camera(batch, video, f"knob '{CAMERA_KNOBS[index]}'")[:, index]
@@ -163,6 +172,7 @@ CONTROL_MAPS: dict[str, ControlMap] = {
     "trajectory": ControlMap(3, _trajectory_map),
     "object_flow": ControlMap(2, _object_flow_map),
     "camera": ControlMap(2, _camera_map),
+    "camera_view": ControlMap(4, _camera_view_map),
     "low_res_x2": ControlMap(3, _low_res_map(2)),
     "low_res_x4": ControlMap(3, _low_res_map(4)),
 }

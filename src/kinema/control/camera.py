@@ -77,11 +77,37 @@ def _homogeneous(maps: Tensor) -> Tensor:
 
 
 def camera_path(camera: Tensor) -> Tensor:
-    """Steps [T-1, 4] -> the picture's map from frame 0 to each frame t, [T, 2, 3] (frame 0: the identity)."""
-    maps = [torch.eye(3, dtype=camera.dtype, device=camera.device)]
-    for step in _homogeneous(camera_matrix(camera)):
+    """Steps [.., T-1, 4] -> the picture's map from frame 0 to each frame t, [.., T, 2, 3] (frame 0: the identity)."""
+    maps = [torch.eye(3, dtype=camera.dtype, device=camera.device).expand(*camera.shape[:-2], 3, 3)]
+    for step in _homogeneous(camera_matrix(camera)).unbind(-3):
         maps.append(step @ maps[-1])
-    return torch.stack(maps)[:, :2]
+    return torch.stack(maps, dim=-3)[..., :2, :]
+
+
+def _checked_steps(camera: Tensor, frames: int) -> Tensor:
+    """Camera steps [.., T-1, 4] in float64, or a one-line error when they do not fit `frames` frames."""
+    if camera.ndim < 2 or tuple(camera.shape[-2:]) != (frames - 1, 4):
+        raise KinemaError(f"camera steps must be [{frames - 1}, 4] for {frames} frames, got {list(camera.shape)}")
+    return camera.to(torch.float64)
+
+
+def _from_first(camera: Tensor, height: int, width: int) -> Tensor:
+    """Flows [.., T, 2, H, W] that fetch, for each pixel of frame t, where frame 0 saw that point."""
+    return affine_flow(torch.linalg.inv(_homogeneous(camera_path(camera)))[..., :2, :], height, width)
+
+
+def camera_view(first: Tensor, camera: Tensor) -> Tensor:
+    """What a moving camera sees of a still picture: frames 0 [B, C, H, W] carried along camera steps [B or 1, T-1, 4]
+    -> [B, C + 1, T, H, W], each frame the picture where frame 0 saw it (else 0) and a last channel 1 there (else 0).
+    The `camera_view` control map: a render of the first frame along the camera path, as warp-conditioned camera
+    control conditions on renders of a scene along it (Ren et al. 2025, "GEN3C")."""
+    batch, _, height, width = first.shape
+    frames = camera.shape[-2] + 1
+    flows = _from_first(_checked_steps(camera, frames), height, width).to(first.device, first.dtype)
+    flows = flows.expand(batch, -1, -1, -1, -1).flatten(0, 1)  # [B T, 2, H, W]
+    seen = inside_frame(flows)[:, None].to(first.dtype)
+    carried = warp(first.repeat_interleave(frames, dim=0), flows) * seen
+    return rearrange(torch.cat([carried, seen], dim=1), "(b t) c h w -> b c t h w", b=batch)
 
 
 def camera_warped(videos: Tensor, camera: Tensor) -> Tensor:
@@ -89,18 +115,17 @@ def camera_warped(videos: Tensor, camera: Tensor) -> Tensor:
     along the move where frame 0 saw it, else the previous remade frame carried one step, else (what just came into
     view) the video's own frame; the start of a camera-controlled sample (warp, then re-noise and denoise:
     training-free camera control, Hou et al. 2024, "CamTrol")."""
-    batch, _, frames, height, width = videos.shape
-    if tuple(camera.shape) != (frames - 1, 4):
+    batch, channels, frames, height, width = videos.shape
+    if camera.ndim != 2:
         raise KinemaError(f"camera steps must be [{frames - 1}, 4] for {frames} frames, got {list(camera.shape)}")
-    camera = camera.to(videos.device, torch.float64)
-    from_first = affine_flow(torch.linalg.inv(_homogeneous(camera_path(camera)))[:, :2], height, width)
+    camera = _checked_steps(camera.to(videos.device), frames)
+    view = camera_view(videos[:, :, 0], camera[None])
     from_previous = affine_flow(torch.linalg.inv(_homogeneous(camera_matrix(camera)))[:, :2], height, width)
     remade = [videos[:, :, 0]]
     for t in range(1, frames):
-        first, previous = (flow.to(videos.dtype).expand(batch, -1, -1, -1)
-                           for flow in (from_first[t : t + 1], from_previous[t - 1 : t]))
+        previous = from_previous[t - 1 : t].to(videos.dtype).expand(batch, -1, -1, -1)
         carried = torch.where(inside_frame(previous)[:, None], warp(remade[-1], previous), videos[:, :, t])
-        remade.append(torch.where(inside_frame(first)[:, None], warp(videos[:, :, 0], first), carried))
+        remade.append(torch.where(view[:, channels:, t] > 0, view[:, :channels, t], carried))
     return torch.stack(remade, dim=2)
 
 

@@ -82,11 +82,12 @@ def asked_progress(paths: np.ndarray, colours: list[str], directions: dict[str, 
 
 def simulated_start(frame: Tensor, index: int, frames: int, simulator: BouncingBallsConfig,
                     directions: dict[str, tuple[float, float]], rng: np.random.Generator,
-                    temperature: float = TEMPERATURE) -> Tensor:
+                    temperature: float = TEMPERATURE, asked_paths: dict[str | None, Tensor] | None = None) -> Tensor:
     """[3, T, H, W]: the objects of `frame` [3, H, W] (frame `index` of `frames`) moved along simulated paths
     (`initial_velocities`, `simulated_paths`; the first of DRAWS draws whose objects all go their asked ways at least
     as fast as a caption's "to the left" means, DIRECTION_MIN_SPEED, else the one closest to it) in `frames` copies
-    of it; the still copies when it shows none."""
+    of it; the still copies when it shows none. An object with a path in `asked_paths` (colour -> [T, 2] px: a
+    trajectory file's; colour None: the frame's one object) is moved along that path instead."""
     width = frame.shape[-1]
     least_progress = DIRECTION_MIN_SPEED * width / simulator.size  # px per frame at this width
     simulator = scaled_simulator(simulator, frames, width)
@@ -107,6 +108,11 @@ def simulated_start(frame: Tensor, index: int, frames: int, simulator: BouncingB
             best = progress, paths
         if progress >= least_progress:
             break
-    paths = best[1]
+    paths, asked = best[1].copy(), dict(asked_paths or {})
+    if None in asked and len(colours) == 1:  # a path for "the ball", whatever its colour, and one ball to give it
+        asked[colours[0]] = asked.pop(None)
+    for k, colour in enumerate(colours):
+        if colour in asked:
+            paths[:, k] = asked[colour].double().cpu().numpy()
     targets = torch.from_numpy(paths).to(frame).permute(1, 0, 2)[None]  # [1, K, T, 2]
     return move_objects(still, colours, targets, temperature=temperature)[0]

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from kinema.atomic import atomic_directory
+from kinema.conditioning.controls import CONTROL_MAPS
 from kinema.config import Config, config_from_dict
 from kinema.errors import KinemaError
 from kinema.models.registry import build_model
@@ -108,14 +109,33 @@ def weights_file(path: Path, prefer_ema: bool = True) -> Path:
     return ema if prefer_ema and ema.exists() else path / WEIGHTS_FILE
 
 
+CONTROL_INPUTS = ("control_in.weight", "control_embed.weight")  # the layers that read the control maps, per model
+
+
+def _regrouped_controls(weight: torch.Tensor, own: torch.Tensor, old: tuple[str, ...],
+                        new: tuple[str, ...]) -> torch.Tensor:
+    """A control input layer's weight for the model's maps `new`, from one trained on maps `old`: each map's block of
+    input channels is the trained one where `old` has the map, else the new layer's own (zero) initialisation."""
+    blocks = [CONTROL_MAPS[name].channels for name in old]
+    per_channel = weight.shape[1] // max(1, sum(blocks))
+    trained = dict(zip(old, weight.split([n * per_channel for n in blocks], dim=1)))
+    fresh = own.split([CONTROL_MAPS[name].channels * per_channel for name in new], dim=1)
+    return torch.cat([trained.get(name, block).to(own.dtype) for name, block in zip(new, fresh)], dim=1)
+
+
 def init_from_pretrained(model: nn.Module, path: str | Path) -> list[str]:
     """Start `model` from the (EMA) weights of a model or checkpoint directory, to fine-tune it; returns the names
-    of the model's tensors the file lacks (new layers, which keep their initialisation). A weight the model does not
-    have, or has in another shape, is an error."""
+    of the model's tensors the file lacks (new layers, which keep their initialisation). A model that reads other
+    control maps than the file's keeps the trained input channels of the maps both read (maps it adds start at zero,
+    ControlNet-style). A weight the model does not have, or has in another shape, is an error."""
     path = Path(path)
-    read_config(path)
+    config = read_config(path)[0]
     file = weights_file(path)
     state, own = load_weights(file), model.state_dict()
+    old, new = tuple(getattr(config.model, "controls", ())), tuple(getattr(model, "controls", ()))
+    for key in CONTROL_INPUTS:
+        if key in state and key in own and old != new:
+            state[key] = _regrouped_controls(state[key], own[key], old, new)
     foreign = [k for k in state if k not in own or state[k].shape != own[k].shape]
     if foreign:
         raise KinemaError(f"config key 'train.init_from': {len(foreign)} weight(s) in {file} do not fit the model "

@@ -25,7 +25,7 @@ from kinema.conditioning.prompts import prompt_conditioning
 from kinema.conditioning.text import TextEncoder
 from kinema.config import Config
 from kinema.control.binding import bind_objects, colour_directions, prompt_colours
-from kinema.control.camera import camera_energy, camera_warped, parse_camera
+from kinema.control.camera import camera_energy, camera_view, camera_warped, parse_camera
 from kinema.control.direction import direction_energy
 from kinema.control.identity_check import consistency_faults, identity_faults
 from kinema.control.identity_energy import identity_energy, known_masses, named_colours, smallest_disc_area
@@ -460,14 +460,16 @@ class TextToVideoPipeline:
         (3 or more unknown frames between two) that share of the way, once sampled, onto the physical path
         through its given positions nearest to where the model drew it (kinema.control.keyframe_physics).
 
-        A model trained with the `trajectory` control (or `camera`) also reads the trajectory drawn as its control
-        map (or the camera's flow). `camera` is a move ('pan-left:2,zoom-in:1.02', a per-step CSV / JSON file, or
-        steps [T-1, 4]; kinema.control.camera); `camera_guidance` (default 1 for a model without the camera control,
-        else 0) steers the video toward it by reconstruction guidance with a photometric camera energy.
-        `camera_warp` in [0, 1) (default: the model's `sample.camera_warp`; 0 is off) makes a camera move in two
-        passes: a first video's frame 0 is carried along the move (kinema.control.camera.camera_warped), and that
-        start is noised to time `camera_warp` and denoised again, as an edit is (training-free camera control, Hou
-        et al. 2024); the model then only redraws what the warp blurs or brings into view."""
+        A model trained with the `trajectory` control (or `camera`) also reads the trajectory drawn as its control map
+        (or the camera's flow); one trained with `camera_view` reads the given frame 0 (known pixels), else a first
+        video's frame 0, rendered along the move (kinema.control.camera.camera_view; two passes). `camera` is a move
+        ('pan-left:2,zoom-in:1.02', a per-step CSV / JSON file, or steps [T-1, 4]; kinema.control.camera);
+        `camera_guidance` (default 1 for a model without the camera control, else 0) steers the video toward it by
+        reconstruction guidance with a photometric camera energy. `camera_warp` in [0, 1) (default: the model's
+        `sample.camera_warp`; 0 is off) makes a camera move in two passes: a first video's frame 0 is carried along the
+        move (kinema.control.camera.camera_warped), and that start is noised to time `camera_warp` and denoised again,
+        as an edit is (training-free camera control, Hou et al. 2024); the model then only redraws what the warp blurs
+        or brings into view."""
         prompts = [prompts] if isinstance(prompts, str) or _is_anchors(prompts) else list(prompts)
         spec, defaults = self.spec, self.spec.defaults
         steps = _at_least("steps", defaults.steps if steps is None else steps, 1)
@@ -545,6 +547,9 @@ class TextToVideoPipeline:
                                   f"(videos, channels, frames, height, width)")
         if strength < 1 and init_video is None:
             raise KinemaError("strength below 1 edits a video: give init_video")
+        viewing = camera is not None and "camera_view" in self.model.controls and "camera_view" not in controls
+        if viewing and known is not None and bool(known.mask[:, :, 0].all()):  # the given frame 0, seen along the move
+            controls["camera_view"], viewing = camera_view(known.video[:, :, 0], camera[None]), False
         if strength == 0:
             return init_video.clamp(-1, 1).cpu()
         if sampler is None:  # an inverted video walks back down the path of its inversion: DDIM's
@@ -552,15 +557,21 @@ class TextToVideoPipeline:
         sample_fn = get_sampler(sampler)
         label_indices = None if labels is None else self.class_labels(labels, len(prompts))
         given = known
-        motion_controls = Conditioning(
-            control=sampling_controls(self.model.controls, controls or {}, len(prompts), shape[2:]),
-            attributes=sampling_attributes(self.model.attributes, attributes or {}, len(prompts)))
+        pixel_shape = shape[2:]
+        sampling_controls(self.model.controls, controls, len(prompts), pixel_shape)  # bad maps fail before sampling
         identity_masses = None
         if self.latents is not None:
             if given is not None:  # what the given frames show, read on their pixels
                 identity_masses = known_masses(given.video.to(self.device), given.whole_frames.to(self.device))
             shape, known, init_video = self.in_latents(shape, known, init_video)
-            motion_controls.control = resized_control(motion_controls.control, shape[2:])
+
+        def conditioning(maps: dict[str, Tensor]) -> Conditioning:
+            """The control maps (at the model's size) and knobs of a model trained with them."""
+            control = sampling_controls(self.model.controls, maps, len(prompts), pixel_shape)
+            return Conditioning(control=control if self.latents is None else resized_control(control, shape[2:]),
+                                attributes=sampling_attributes(self.model.attributes, attributes or {}, len(prompts)))
+
+        motion_controls = conditioning(controls)
         plan = plan_prompts(prompts, frames, prompt_blend)
         sources = None
         if source_prompt is not None and strength < 1:
@@ -569,16 +580,19 @@ class TextToVideoPipeline:
                 raise KinemaError(f"{len(sources)} source prompts for {len(prompts)} videos: give one, or one per "
                                   "video")
             negative_prompt = negative_prompt or sources  # guide from what the video shows (Miyake et al. 2023)
-        denoise = self.denoiser(plan, 0, frames, labels=label_indices, guidance=guidance,
-                                negative_prompt=negative_prompt, known=known, known_guidance=known_guidance,
-                                motion_strength=motion_strength, direction_guidance=direction_guidance,
-                                controls=motion_controls, trajectory=trajectory,
-                                trajectory_guidance=trajectory_guidance, physics_guidance=physics_guidance,
-                                physics_projection=physics_projection, camera=camera,
-                                camera_guidance=camera_guidance, identity_guidance=identity_guidance,
-                                identity_masses=identity_masses,
-                                speed=None if speed is None else torch.full((len(prompts),), float(speed)),
-                                speed_guidance=speed_guidance)
+        def steered(motion_controls: Conditioning) -> DenoiseFn:
+            return self.denoiser(plan, 0, frames, labels=label_indices, guidance=guidance,
+                                 negative_prompt=negative_prompt, known=known, known_guidance=known_guidance,
+                                 motion_strength=motion_strength, direction_guidance=direction_guidance,
+                                 controls=motion_controls, trajectory=trajectory,
+                                 trajectory_guidance=trajectory_guidance, physics_guidance=physics_guidance,
+                                 physics_projection=physics_projection, camera=camera,
+                                 camera_guidance=camera_guidance, identity_guidance=identity_guidance,
+                                 identity_masses=identity_masses,
+                                 speed=None if speed is None else torch.full((len(prompts),), float(speed)),
+                                 speed_guidance=speed_guidance)
+
+        denoise = steered(motion_controls)
         inverting = None if sources is None else self.denoiser(
             plan_prompts(sources, frames, prompt_blend), 0, frames, labels=label_indices, known=known,
             controls=motion_controls)
@@ -588,10 +602,10 @@ class TextToVideoPipeline:
                       and not plan.anchored)  # given frames, an edit, a camera or anchored phrases move them as given
 
         def sample(attempt: int, start: Tensor | None = None, start_time: float | None = None,
-                   desc: str | None = None, simulate: bool = simulating) -> Tensor:
+                   desc: str | None = None, simulate: bool = simulating, steer: DenoiseFn | None = None) -> Tensor:
             if start is None and simulate:  # the given frame's objects, or a first video's frame 0's, simulated
                 frame = given if given is not None else first_frames(sample(attempt, simulate=False))
-                start = self.simulated_starts(frame, plan, attempt_seed(seed, attempt)).to(self.device)
+                start = self.simulated_starts(frame, plan, attempt_seed(seed, attempt), trajectory).to(self.device)
                 start, start_time = (start if self.latents is None else self.latents.encode(start)), physics_start
                 desc = desc or "sampling from the simulated start" + (f" again ({attempt})" if attempt else "")
             start, start_time = (init_video, strength) if start is None else (start, start_time)
@@ -600,7 +614,7 @@ class TextToVideoPipeline:
             x, times = self.start(noise, steps, time_grid, known, start, start_time, inverting)
             desc = desc or ("sampling" if attempt == 0 else f"sampling again ({attempt})")
             with tqdm(total=len(times) - 1, desc=desc, unit="step", disable=not progress, leave=False) as bar:
-                video = sample_fn(denoise, x, times, self.schedule, generator=generator,
+                video = sample_fn(steer or denoise, x, times, self.schedule, generator=generator,
                                   callback=lambda *_: bar.update(1))
             video = self.pixels_of(video, given)
             if physics_projection > 0 and self.latents is not None:  # decoding moved the projected balls again
@@ -612,10 +626,13 @@ class TextToVideoPipeline:
                 video = self._on_keyframe_paths(video, given.to(self.device), keyframe_physics)
             return video.clamp(-1, 1)
 
-        if warping:  # the first video's frame 0, carried along the move, noised and denoised again
-            start = camera_warped(sample(0), camera.to(self.device))
-            return sample(1, start if self.latents is None else self.latents.encode(start), camera_warp,
-                          "redrawing the warped start").cpu()
+        if warping or viewing:  # a first video's frame 0 carried along the move: noised and denoised again, and / or
+            first = sample(0)   # rendered as the `camera_view` map of a model trained to read it
+            start = camera_warped(first, camera.to(self.device)) if warping else None
+            steer = steered(conditioning({**controls, "camera_view": camera_view(first[:, :, 0], camera[None])})) \
+                if viewing else None
+            return sample(1, start if start is None or self.latents is None else self.latents.encode(start),
+                          camera_warp if warping else None, "redrawing frame 0 along the move", steer=steer).cpu()
         disc_area = smallest_disc_area(self.simulator, width)
         moves_camera = camera is not None or "camera" in self.model.controls  # objects leave and enter the view
         if given is not None and given.whole_frames.any():
@@ -638,16 +655,20 @@ class TextToVideoPipeline:
         targets = trajectory.positions().to(video.device).expand(len(video), -1, -1, -1)
         return move_objects(video, colours, targets, share)
 
-    def simulated_starts(self, known: KnownPixels, plan: PromptPlan, seed: int) -> Tensor:
+    def simulated_starts(self, known: KnownPixels, plan: PromptPlan, seed: int,
+                         trajectory: TrajectorySpec | None = None) -> Tensor:
         """[B, C, T, H, W]: the objects of each video's one whole given frame run forward and back by the simulator
-        in copies of it, each along the direction its clause of the prompt asks (kinema.control.simulated_start)."""
+        in copies of it, each along the direction its clause of the prompt asks (kinema.control.simulated_start);
+        those of a `trajectory` (at the videos' size and frames) along their asked paths instead."""
         frames = known.video.shape[2]
+        colours = _named_objects(plan, trajectory)[0] or []
+        asked = {colour: path for colour, path in zip(colours, trajectory.positions())} if colours else None
         starts = []
         for b, (text, given) in enumerate(zip(map(" ".join, zip(*plan.texts)), known.whole_frames)):
             index = int(given.nonzero()[0, 0])
             rng = np.random.default_rng([seed, b])
             starts.append(simulated_start(known.video[b, :, index], index, frames, self.simulator,
-                                          colour_directions(text), rng))
+                                          colour_directions(text), rng, asked_paths=asked))
         return torch.stack(starts)
 
     def pixels_of(self, sampled: Tensor, given: KnownPixels | None = None) -> Tensor:
